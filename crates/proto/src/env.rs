@@ -1,0 +1,119 @@
+//! The caller's identity-relevant environment, which travels with every request to the agent.
+//!
+//! The agent serves many callers with different identities; it must acquire tokens with the
+//! identity the *caller's* environment selects, not with whatever environment it was started
+//! under. Only this allowlist crosses the socket.
+
+use std::collections::BTreeMap;
+
+/// Exact variable names that select or configure an identity, TLS trust or proxying.
+pub const ALLOWED: &[&str] = &[
+    "AZURE_TENANT_ID",
+    "AZURE_CLIENT_ID",
+    "AZURE_CLIENT_SECRET",
+    "AZURE_CLIENT_CERTIFICATE_PATH",
+    "AZURE_CLIENT_CERTIFICATE_PASSWORD",
+    "AZURE_CLIENT_SEND_CERTIFICATE_CHAIN",
+    "AZURE_FEDERATED_TOKEN_FILE",
+    "AZURE_AUTHORITY_HOST",
+    "AZURE_POD_IDENTITY_AUTHORITY_HOST",
+    "AZURE_CONFIG_DIR",
+    "AZURE_TOKEN_CREDENTIALS",
+    "AZURE_SERVICE_CONNECTION_ID",
+    "AZURESUBSCRIPTION_CLIENT_ID",
+    "AZURESUBSCRIPTION_TENANT_ID",
+    "AZURESUBSCRIPTION_SERVICE_CONNECTION_ID",
+    "IDENTITY_ENDPOINT",
+    "IDENTITY_HEADER",
+    "IDENTITY_SERVER_THUMBPRINT",
+    "IMDS_ENDPOINT",
+    "MSI_ENDPOINT",
+    "MSI_SECRET",
+    "ACTIONS_ID_TOKEN_REQUEST_URL",
+    "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+    "SYSTEM_OIDCREQUESTURI",
+    "SYSTEM_ACCESSTOKEN",
+    "HOME",
+    "PATH",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "DOCKER_CREDENTIAL_ACR_CONFIG",
+];
+
+/// Names that hold secrets: never logged, never shown by `agent status`.
+pub const SECRET_VARS: &[&str] = &[
+    "AZURE_CLIENT_SECRET",
+    "AZURE_CLIENT_CERTIFICATE_PASSWORD",
+    "IDENTITY_HEADER",
+    "MSI_SECRET",
+    "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+    "SYSTEM_ACCESSTOKEN",
+];
+
+/// A snapshot of the allowlisted variables of some process. `Debug` shows names only, because
+/// several values are secrets.
+#[derive(Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct IdentityEnv(BTreeMap<String, String>);
+
+impl IdentityEnv {
+    /// Captures the allowlisted variables of this process.
+    pub fn capture() -> Self {
+        Self::from_pairs(
+            ALLOWED
+                .iter()
+                .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v))),
+        )
+    }
+
+    /// Builds a snapshot from pairs, keeping only allowlisted names.
+    pub fn from_pairs(pairs: impl IntoIterator<Item = (String, String)>) -> Self {
+        IdentityEnv(
+            pairs
+                .into_iter()
+                .filter(|(k, _)| ALLOWED.contains(&k.as_str()))
+                .collect(),
+        )
+    }
+
+    /// A variable's value; empty values count as unset, as the Azure SDKs treat them.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    /// Sets a variable (tests, and the helper adding the located config path).
+    pub fn set(&mut self, name: &str, value: impl Into<String>) {
+        self.0.insert(name.to_string(), value.into());
+    }
+
+    /// All pairs, for hashing into a cache key.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.0.iter()
+    }
+}
+
+impl std::fmt::Debug for IdentityEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+impl Drop for IdentityEnv {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        for v in self.0.values_mut() {
+            v.zeroize();
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! Helper ⇄ agent messages and their framing.
+//!
+//! A frame is a 4-byte big-endian length followed by that many bytes of JSON. Every request
+//! carries [`PROTOCOL_VERSION`]; an agent that speaks another version answers
+//! [`Response::VersionMismatch`], and the helper then asks it to stop (the `stop` request's shape
+//! is frozen across versions) and starts its own.
+
+use crate::env::IdentityEnv;
+use crate::Secret;
+use serde::{Deserialize, Serialize};
+use std::io::{Read, Write};
+
+/// The IPC protocol version. Bump on any incompatible change; a test pins it.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest frame either side accepts (a request is a few KiB; a status for many registries more).
+pub const MAX_FRAME: usize = 4 << 20;
+
+/// A request with its protocol version.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Sender's [`PROTOCOL_VERSION`].
+    pub v: u32,
+    /// The request itself.
+    #[serde(flatten)]
+    pub request: Request,
+}
+
+/// What the helper asks of the agent.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// A credential for one canonical registry host, acquired with the caller's identity.
+    Get {
+        /// Canonical registry host (`RegistryHost` display form).
+        registry: String,
+        /// The caller's identity-relevant environment.
+        env: IdentityEnv,
+        /// Minimum seconds of life the answer must have, overriding the agent's default.
+        min_ttl_secs: Option<u64>,
+    },
+    /// Forget cached tokens for a registry (after `docker logout`).
+    Forget {
+        /// Canonical registry host.
+        registry: String,
+    },
+    /// Per-registry cache state, never a secret.
+    Status,
+    /// Drain and exit. Its JSON shape (`{"v":N,"op":"stop"}`) never changes.
+    Stop,
+}
+
+/// What the agent answers.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Response {
+    /// A credential for docker.
+    Credential {
+        /// Null GUID or `<token>`.
+        username: String,
+        /// The ACR refresh token.
+        secret: Secret,
+        /// Unix seconds when the token expires.
+        expires_at: u64,
+        /// A notice for stderr (e.g. serving a short-lived token during an outage).
+        warning: Option<String>,
+    },
+    /// The registry is not one the agent serves.
+    NotFound,
+    /// A one-line, actionable failure.
+    Error {
+        /// The message for the user.
+        message: String,
+    },
+    /// Cache state for `agent status`.
+    Status {
+        /// The agent's process id.
+        pid: u32,
+        /// Agent build version.
+        version: String,
+        /// Seconds since the agent started.
+        uptime_secs: u64,
+        /// One entry per cached (identity, registry).
+        entries: Vec<StatusEntry>,
+    },
+    /// Done.
+    Ok,
+    /// The agent speaks another protocol version.
+    VersionMismatch {
+        /// The agent's version.
+        agent: u32,
+    },
+}
+
+/// One cache entry as shown by `agent status`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StatusEntry {
+    /// Registry host.
+    pub registry: String,
+    /// Human description of the identity (kind + client id), never a secret.
+    pub identity: String,
+    /// Unix seconds the cached token expires, if one is cached.
+    pub expires_at: Option<u64>,
+    /// Unix seconds of the next scheduled refresh, if any.
+    pub next_refresh_at: Option<u64>,
+    /// Last acquisition error, if the last attempt failed.
+    pub last_error: Option<String>,
+    /// `get` requests answered for this entry.
+    pub gets: u64,
+    /// Entra + exchange acquisitions performed for this entry.
+    pub acquisitions: u64,
+}
+
+/// Why a frame could not be read or written.
+#[derive(Debug)]
+pub enum FrameError {
+    /// The peer closed or the socket failed.
+    Io(std::io::Error),
+    /// The declared length exceeds [`MAX_FRAME`].
+    TooLarge(usize),
+    /// The bytes are not the expected JSON.
+    Json(serde_json::Error),
+}
+
+impl std::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FrameError::Io(e) => write!(f, "agent connection failed: {e}"),
+            FrameError::TooLarge(n) => write!(
+                f,
+                "agent frame of {n} bytes exceeds the {MAX_FRAME}-byte limit"
+            ),
+            FrameError::Json(e) => write!(f, "agent sent a malformed message: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for FrameError {}
+
+/// Encodes a value as one frame.
+pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, FrameError> {
+    let body = serde_json::to_vec(value).map_err(FrameError::Json)?;
+    if body.len() > MAX_FRAME {
+        return Err(FrameError::TooLarge(body.len()));
+    }
+    let mut frame = Vec::with_capacity(4 + body.len());
+    frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&body);
+    Ok(frame)
+}
+
+/// Reads the 4-byte header and checks the cap; returns the body length.
+pub fn body_len(header: [u8; 4]) -> Result<usize, FrameError> {
+    let len = u32::from_be_bytes(header) as usize;
+    if len > MAX_FRAME {
+        return Err(FrameError::TooLarge(len));
+    }
+    Ok(len)
+}
+
+/// Decodes a frame body.
+pub fn decode<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, FrameError> {
+    serde_json::from_slice(body).map_err(FrameError::Json)
+}
+
+/// Writes one frame to a blocking stream.
+pub fn write_frame<T: Serialize>(w: &mut impl Write, value: &T) -> Result<(), FrameError> {
+    let frame = encode(value)?;
+    w.write_all(&frame).map_err(FrameError::Io)?;
+    w.flush().map_err(FrameError::Io)
+}
+
+/// Reads one frame from a blocking stream.
+pub fn read_frame<T: for<'de> Deserialize<'de>>(r: &mut impl Read) -> Result<T, FrameError> {
+    let mut header = [0u8; 4];
+    r.read_exact(&mut header).map_err(FrameError::Io)?;
+    let mut body = vec![0u8; body_len(header)?];
+    r.read_exact(&mut body).map_err(FrameError::Io)?;
+    decode(&body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protocol_version_is_pinned() {
+        // Changing the wire format means bumping this and updating the test together.
+        assert_eq!(PROTOCOL_VERSION, 1);
+        let stop = serde_json::to_string(&Envelope {
+            v: 7,
+            request: Request::Stop,
+        })
+        .unwrap();
+        assert_eq!(stop, r#"{"v":7,"op":"stop"}"#);
+    }
+
+    #[test]
+    fn frames_round_trip_and_cap() {
+        let mut buf = Vec::new();
+        write_frame(
+            &mut buf,
+            &Envelope {
+                v: 1,
+                request: Request::Forget {
+                    registry: "r.azurecr.io".into(),
+                },
+            },
+        )
+        .unwrap();
+        let back: Envelope = read_frame(&mut buf.as_slice()).unwrap();
+        assert!(
+            matches!(back.request, Request::Forget { ref registry } if registry == "r.azurecr.io")
+        );
+        let huge = ((MAX_FRAME + 1) as u32).to_be_bytes();
+        assert!(matches!(
+            read_frame::<Envelope>(&mut huge.as_slice()),
+            Err(FrameError::TooLarge(_))
+        ));
+        let garbage = [0u8, 0, 0, 3, b'{', b'x', b'}'];
+        assert!(matches!(
+            read_frame::<Envelope>(&mut garbage.as_slice()),
+            Err(FrameError::Json(_))
+        ));
+    }
+
+    #[test]
+    fn debug_of_a_get_request_hides_secrets() {
+        let mut env = IdentityEnv::default();
+        env.set("AZURE_CLIENT_SECRET", "very-secret-value");
+        let req = Request::Get {
+            registry: "r".into(),
+            env,
+            min_ttl_secs: None,
+        };
+        assert!(!format!("{req:?}").contains("very-secret-value"));
+        let resp = Response::Credential {
+            username: "u".into(),
+            secret: Secret::new("tok-abc"),
+            expires_at: 1,
+            warning: None,
+        };
+        assert!(!format!("{resp:?}").contains("tok-abc"));
+    }
+}

@@ -1,0 +1,193 @@
+//! Getting a Microsoft Entra ID access token for a [`Plan`]'s identity.
+//!
+//! Service principals and federated identities go through azure_identity's credentials
+//! (`ClientSecretCredential`, `ClientAssertionCredential` with our assertion sources) with our
+//! transport, our authority and no SDK retries (the agent owns retry policy). Managed identity is
+//! requested directly (`managed`), because azure_identity reads its endpoint from the agent's own
+//! environment rather than the caller's and cannot point IMDS anywhere but 169.254.169.254.
+
+mod assertion;
+mod cert;
+mod cli;
+mod managed;
+
+use crate::error::{aadsts_hint, find_aadsts, TokenError};
+use crate::http::Clients;
+use crate::plan::{Plan, Source};
+use acr_proto::Secret;
+use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
+use azure_core::credentials::TokenCredential;
+use azure_core::http::{ClientOptions, RetryOptions, Transport};
+use std::sync::Arc;
+
+pub use assertion::FederatedAssertion;
+pub use cert::CertificateAssertion;
+
+/// An Entra access token and the tenant it was issued in.
+#[derive(Debug)]
+pub struct EntraToken {
+    /// The token (sent only to the registry's `/oauth2/exchange`).
+    pub token: Secret,
+    /// Its `tid` claim, when readable.
+    pub tenant: Option<String>,
+}
+
+/// Acquires an Entra token for the plan's scope with the plan's identity.
+pub async fn entra_token(plan: &Plan, clients: &Clients) -> Result<EntraToken, TokenError> {
+    let token = match &plan.source {
+        Source::ManagedIdentity { endpoint, id } => {
+            managed::token(plan, clients, endpoint, id.as_ref()).await?
+        }
+        Source::AzureCli { tenant } => {
+            let cred = cli::credential(plan, tenant.clone()).map_err(|e| sdk_error(plan, e))?;
+            get(plan, cred).await?
+        }
+        Source::ClientSecret {
+            tenant,
+            client_id,
+            secret,
+        } => {
+            let options = azure_identity::ClientSecretCredentialOptions {
+                client_options: client_options(plan, clients),
+            };
+            let cred = azure_identity::ClientSecretCredential::new(
+                tenant,
+                client_id.clone(),
+                secret.expose().to_string().into(),
+                Some(options),
+            )
+            .map_err(|e| sdk_error(plan, e))?;
+            get(plan, cred).await?
+        }
+        Source::ClientCertificate {
+            tenant,
+            client_id,
+            path,
+            password,
+            send_chain,
+        } => {
+            let assertion = CertificateAssertion::load(
+                path,
+                password.as_ref(),
+                *send_chain,
+                client_id,
+                &format!("{}/{tenant}/oauth2/v2.0/token", plan.authority),
+            )
+            .map_err(|message| TokenError::IdentityConfig {
+                identity: plan.identity.clone(),
+                registry: plan.registry.to_string(),
+                message,
+            })?;
+            assertion_credential(plan, clients, tenant, client_id, assertion).await?
+        }
+        Source::Federated {
+            tenant,
+            client_id,
+            assertion,
+        } => {
+            let assertion = FederatedAssertion::new(assertion.clone(), clients.secure.clone());
+            assertion_credential(plan, clients, tenant, client_id, assertion).await?
+        }
+    };
+    let tenant = crate::jwt::claims(token.expose()).and_then(|c| c.tid);
+    Ok(EntraToken { token, tenant })
+}
+
+async fn assertion_credential<C: azure_identity::ClientAssertion + 'static>(
+    plan: &Plan,
+    clients: &Clients,
+    tenant: &str,
+    client_id: &str,
+    assertion: C,
+) -> Result<Secret, TokenError> {
+    let options = azure_identity::ClientAssertionCredentialOptions {
+        client_options: client_options(plan, clients),
+    };
+    let cred = azure_identity::ClientAssertionCredential::new(
+        tenant.to_string(),
+        client_id.to_string(),
+        assertion,
+        Some(options),
+    )
+    .map_err(|e| sdk_error(plan, e))?;
+    get(plan, cred).await
+}
+
+async fn get(plan: &Plan, cred: Arc<dyn TokenCredential>) -> Result<Secret, TokenError> {
+    let token = cred
+        .get_token(&[plan.scope.as_str()], None)
+        .await
+        .map_err(|e| sdk_error(plan, e))?;
+    Ok(Secret::new(token.token.secret().to_string()))
+}
+
+fn client_options(plan: &Plan, clients: &Clients) -> ClientOptions {
+    let mut custom = CustomConfiguration::default();
+    custom.authority_host = plan.authority.clone();
+    ClientOptions {
+        transport: Some(Transport::new(Arc::new(clients.secure.clone()))),
+        retry: RetryOptions::none(),
+        cloud: Some(Arc::new(CloudConfiguration::Custom(custom))),
+        ..Default::default()
+    }
+}
+
+/// Maps an azure_core error to one actionable line: AADSTS code explained, transport failures
+/// named, SDK prefixes and backtraces dropped.
+fn sdk_error(plan: &Plan, err: azure_core::Error) -> TokenError {
+    use azure_core::error::ErrorKind;
+    let mut texts = Vec::new();
+    let mut transport: Option<String> = None;
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+    while let Some(e) = source {
+        if let Some(r) = e.downcast_ref::<reqwest::Error>() {
+            transport.get_or_insert_with(|| crate::http::describe(r));
+        }
+        texts.push(e.to_string());
+        source = e.source();
+    }
+    let all = texts.join(": ");
+    let status = match err.kind() {
+        ErrorKind::HttpResponse { status, .. } => Some(u16::from(*status)),
+        _ => None,
+    };
+    let transient = transport.is_some()
+        || matches!(status, Some(s) if s >= 500 || s == 429)
+        || matches!(err.kind(), ErrorKind::Io);
+    let message = if let Some(code) = find_aadsts(&all) {
+        match aadsts_hint(code) {
+            Some(hint) => format!("AADSTS{code}: {hint}"),
+            None => format!(
+                "AADSTS{code}: {}",
+                first_sentence(&all[all.find("AADSTS").unwrap_or(0)..])
+            ),
+        }
+    } else if let Some(t) = transport {
+        format!("{}: {t}", host_of(&plan.authority))
+    } else {
+        first_sentence(&all)
+    };
+    TokenError::Entra {
+        identity: plan.identity.clone(),
+        registry: plan.registry.to_string(),
+        message,
+        transient,
+        retry_after: None,
+    }
+}
+
+pub(crate) fn first_sentence(text: &str) -> String {
+    let line = text.lines().next().unwrap_or("").trim();
+    let cut: String = line.chars().take(300).collect();
+    cut.trim_end_matches('.').to_string()
+}
+
+pub(crate) fn host_of(url: &str) -> String {
+    url.split("://")
+        .nth(1)
+        .unwrap_or(url)
+        .split(['/', '?'])
+        .next()
+        .unwrap_or("")
+        .to_string()
+}

@@ -1,0 +1,776 @@
+//! Choosing the identity for one request, without any I/O.
+//!
+//! The caller's environment and config select exactly one identity source, in this order
+//! (first complete one wins; an explicit `identity =` in the config skips the walk):
+//! 1. service principal with secret (`AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, `AZURE_CLIENT_SECRET`)
+//! 2. service principal with certificate (`AZURE_CLIENT_CERTIFICATE_PATH`)
+//! 3. workload identity (`AZURE_FEDERATED_TOKEN_FILE`)
+//! 4. GitHub Actions OIDC (`ACTIONS_ID_TOKEN_REQUEST_URL` + `_TOKEN`)
+//! 5. Azure Pipelines (`SYSTEM_OIDCREQUESTURI` + `SYSTEM_ACCESSTOKEN` + service connection id)
+//! 6. managed identity, App Service style (`IDENTITY_ENDPOINT` + `IDENTITY_HEADER`)
+//! 7. managed identity via IMDS, only on a detected Azure VM or when configured
+//! 8. Azure CLI (`az` on PATH)
+
+use crate::error::TokenError;
+use acr_proto::config::{Config, CredentialForm, IdentityKind};
+use acr_proto::env::IdentityEnv;
+use acr_proto::host::{Cloud, RegistryHost};
+use acr_proto::Secret;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+/// The resource of ACR's own Entra audience (works with ARM-audience auth disabled).
+pub const ACR_RESOURCE: &str = "https://containerregistry.azure.net";
+
+/// DMI chassis asset tag every Azure VM carries; the only signal that IMDS exists.
+pub const AZURE_ASSET_TAG: &str = "7783-7084-3265-9085";
+
+/// Where the DMI asset tag is read from (Linux).
+pub const ASSET_TAG_PATH: &str = "/sys/class/dmi/id/chassis_asset_tag";
+
+/// The default IMDS origin (never contacted unless managed identity is configured or detected).
+pub const IMDS_DEFAULT: &str = "http://169.254.169.254";
+
+/// A user-assigned managed identity selector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserAssigned {
+    /// By application (client) id.
+    ClientId(String),
+    /// By object (principal) id.
+    ObjectId(String),
+    /// By ARM resource id.
+    ResourceId(String),
+}
+
+/// Where a managed identity token comes from.
+#[derive(Debug, Clone)]
+pub enum MiEndpoint {
+    /// App Service / Functions / Container Apps: `IDENTITY_ENDPOINT` + `IDENTITY_HEADER`.
+    AppService {
+        /// Endpoint URL.
+        endpoint: String,
+        /// The per-process header secret.
+        header: Secret,
+    },
+    /// Azure Instance Metadata Service at this origin.
+    Imds {
+        /// Origin (`http://169.254.169.254`, or `AZURE_POD_IDENTITY_AUTHORITY_HOST`).
+        origin: String,
+    },
+}
+
+/// Where a federated client assertion comes from; each Entra call fetches a fresh one.
+#[derive(Debug, Clone)]
+pub enum AssertionSource {
+    /// A file re-read on every call (Kubernetes projected token, GitLab `id_tokens`).
+    File(PathBuf),
+    /// GitHub Actions OIDC issuer.
+    GithubActions {
+        /// `ACTIONS_ID_TOKEN_REQUEST_URL`.
+        request_url: String,
+        /// `ACTIONS_ID_TOKEN_REQUEST_TOKEN`.
+        request_token: Secret,
+    },
+    /// Azure Pipelines OIDC endpoint of a service connection.
+    AzurePipelines {
+        /// `SYSTEM_OIDCREQUESTURI`.
+        oidc_uri: String,
+        /// Service connection id.
+        service_connection_id: String,
+        /// `SYSTEM_ACCESSTOKEN`.
+        access_token: Secret,
+    },
+    /// A token handed to us directly (kubelet service-account token mode).
+    Static(Secret),
+}
+
+/// The identity source with everything it needs.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// Service principal with a client secret.
+    ClientSecret {
+        /// Tenant.
+        tenant: String,
+        /// Application id.
+        client_id: String,
+        /// The secret.
+        secret: Secret,
+    },
+    /// Service principal with a certificate (PEM or PKCS#12).
+    ClientCertificate {
+        /// Tenant.
+        tenant: String,
+        /// Application id.
+        client_id: String,
+        /// Certificate file.
+        path: PathBuf,
+        /// PKCS#12 password.
+        password: Option<Secret>,
+        /// Send the x5c chain (subject-name/issuer auth).
+        send_chain: bool,
+    },
+    /// Federated credential (workload identity, CI).
+    Federated {
+        /// Tenant.
+        tenant: String,
+        /// Application id.
+        client_id: String,
+        /// Where assertions come from.
+        assertion: AssertionSource,
+    },
+    /// Managed identity.
+    ManagedIdentity {
+        /// Endpoint.
+        endpoint: MiEndpoint,
+        /// User-assigned selector, or system-assigned.
+        id: Option<UserAssigned>,
+    },
+    /// Azure CLI.
+    AzureCli {
+        /// Tenant to request the token in.
+        tenant: Option<String>,
+    },
+}
+
+/// Everything needed to acquire one registry's token, decided up front.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Canonical registry host.
+    pub registry: RegistryHost,
+    /// Cloud of the registry.
+    pub cloud: Cloud,
+    /// Entra authority origin without trailing slash.
+    pub authority: String,
+    /// Tenant to send to the exchange when configured (else the token's `tid`).
+    pub exchange_tenant: Option<String>,
+    /// Entra scope, e.g. `https://containerregistry.azure.net/.default`.
+    pub scope: String,
+    /// The identity source.
+    pub source: Source,
+    /// How `get` answers.
+    pub form: CredentialForm,
+    /// Caller's environment (TLS trust, proxies, CLI PATH).
+    pub env: IdentityEnv,
+    /// Cache key: hash of cloud, tenant, identity, audience, registry.
+    pub key: String,
+    /// Identity in words for messages and `agent status` (never a secret).
+    pub identity: String,
+}
+
+/// Probes whether this machine is an Azure VM (so IMDS exists). Reads one local file.
+pub fn is_azure_vm(asset_tag_path: &Path) -> bool {
+    std::fs::read_to_string(asset_tag_path).is_ok_and(|t| t.trim() == AZURE_ASSET_TAG)
+}
+
+/// Decides the plan for `registry`, or `Ok(None)` when the registry is not ours.
+pub fn plan(
+    registry: &RegistryHost,
+    env: &IdentityEnv,
+    config: &Config,
+    azure_vm: bool,
+) -> Result<Option<Plan>, TokenError> {
+    let Some(resolved) = config.resolve(registry) else {
+        return Ok(None);
+    };
+    let s = &resolved.settings;
+    let cloud = resolved.cloud;
+    let authority = s
+        .authority_host
+        .as_deref()
+        .or(env.get("AZURE_AUTHORITY_HOST"))
+        .unwrap_or(cloud.authority_host())
+        .trim_end_matches('/')
+        .to_string();
+    if !authority.starts_with("https://") {
+        return Err(TokenError::IdentityConfig {
+            identity: "Entra authority".into(),
+            registry: registry.to_string(),
+            message: format!(
+                "authority host {authority} must use https (check AZURE_AUTHORITY_HOST)"
+            ),
+        });
+    }
+    let scope = scope_for(s.audience.as_deref(), cloud);
+    let tenant = s
+        .tenant
+        .clone()
+        .or_else(|| env.get("AZURE_TENANT_ID").map(str::to_owned));
+    let client_id = s
+        .client_id
+        .clone()
+        .or_else(|| env.get("AZURE_CLIENT_ID").map(str::to_owned));
+    let ctx = Ctx {
+        registry,
+        env,
+        tenant,
+        client_id,
+        settings: s,
+        azure_vm,
+    };
+    let source = match s.identity.unwrap_or_default() {
+        IdentityKind::Auto => auto(&ctx)?,
+        kind => explicit(kind, &ctx)?,
+    };
+    let identity = describe(&source);
+    let key = cache_key(&authority, &scope, registry, &source, env);
+    Ok(Some(Plan {
+        registry: registry.clone(),
+        cloud,
+        authority,
+        exchange_tenant: s.tenant.clone(),
+        scope,
+        source,
+        form: s.credential_form.unwrap_or_default(),
+        env: env.clone(),
+        key,
+        identity,
+    }))
+}
+
+/// The Entra scope for an audience setting.
+pub fn scope_for(audience: Option<&str>, cloud: Cloud) -> String {
+    match audience.map(str::trim) {
+        None | Some("") | Some("acr") => format!("{ACR_RESOURCE}/.default"),
+        Some("arm") => format!("{}.default", cloud.arm_audience()),
+        Some(uri) if uri.ends_with("/.default") => uri.to_string(),
+        Some(uri) => format!("{}/.default", uri.trim_end_matches('/')),
+    }
+}
+
+struct Ctx<'a> {
+    registry: &'a RegistryHost,
+    env: &'a IdentityEnv,
+    tenant: Option<String>,
+    client_id: Option<String>,
+    settings: &'a acr_proto::config::Settings,
+    azure_vm: bool,
+}
+
+impl Ctx<'_> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.env.get(name).map(str::to_owned)
+    }
+
+    fn missing(&self, identity: &str, what: &str) -> TokenError {
+        TokenError::IdentityConfig {
+            identity: identity.into(),
+            registry: self.registry.to_string(),
+            message: format!("set {what}"),
+        }
+    }
+
+    fn tenant_client(&self, identity: &str) -> Result<(String, String), TokenError> {
+        match (&self.tenant, &self.client_id) {
+            (Some(t), Some(c)) => Ok((t.clone(), c.clone())),
+            _ => Err(self.missing(
+                identity,
+                "AZURE_TENANT_ID and AZURE_CLIENT_ID (or tenant and client_id in the config)",
+            )),
+        }
+    }
+
+    fn user_assigned(&self) -> Option<UserAssigned> {
+        let s = self.settings;
+        s.mi_client_id
+            .clone()
+            .map(UserAssigned::ClientId)
+            .or_else(|| s.mi_object_id.clone().map(UserAssigned::ObjectId))
+            .or_else(|| s.mi_resource_id.clone().map(UserAssigned::ResourceId))
+            .or_else(|| self.var("AZURE_CLIENT_ID").map(UserAssigned::ClientId))
+    }
+
+    fn mi_configured(&self) -> bool {
+        let s = self.settings;
+        s.mi_client_id.is_some() || s.mi_object_id.is_some() || s.mi_resource_id.is_some()
+    }
+
+    fn service_connection(&self) -> Option<String> {
+        self.var("AZURESUBSCRIPTION_SERVICE_CONNECTION_ID")
+            .or_else(|| self.var("AZURE_SERVICE_CONNECTION_ID"))
+    }
+}
+
+fn auto(c: &Ctx) -> Result<Source, TokenError> {
+    let have_sp = c.tenant.is_some() && c.client_id.is_some();
+    if have_sp && c.var("AZURE_CLIENT_SECRET").is_some() {
+        return explicit(IdentityKind::ClientSecret, c);
+    }
+    if have_sp && c.var("AZURE_CLIENT_CERTIFICATE_PATH").is_some() {
+        return explicit(IdentityKind::ClientCertificate, c);
+    }
+    if c.var("AZURE_FEDERATED_TOKEN_FILE").is_some() {
+        return explicit(IdentityKind::WorkloadIdentity, c);
+    }
+    if have_sp
+        && c.var("ACTIONS_ID_TOKEN_REQUEST_URL").is_some()
+        && c.var("ACTIONS_ID_TOKEN_REQUEST_TOKEN").is_some()
+    {
+        return explicit(IdentityKind::GithubActions, c);
+    }
+    if have_sp
+        && c.var("SYSTEM_OIDCREQUESTURI").is_some()
+        && c.var("SYSTEM_ACCESSTOKEN").is_some()
+        && c.service_connection().is_some()
+    {
+        return explicit(IdentityKind::AzurePipelines, c);
+    }
+    if (c.var("IDENTITY_ENDPOINT").is_some() && c.var("IDENTITY_HEADER").is_some())
+        || c.var("AZURE_POD_IDENTITY_AUTHORITY_HOST").is_some()
+        || c.mi_configured()
+        || c.azure_vm
+    {
+        return explicit(IdentityKind::ManagedIdentity, c);
+    }
+    if az_on_path(c.env) {
+        return explicit(IdentityKind::AzureCli, c);
+    }
+    Err(TokenError::NoIdentity {
+        registry: c.registry.to_string(),
+    })
+}
+
+fn explicit(kind: IdentityKind, c: &Ctx) -> Result<Source, TokenError> {
+    Ok(match kind {
+        IdentityKind::Auto => return auto(c),
+        IdentityKind::ClientSecret => {
+            let (tenant, client_id) = c.tenant_client("client-secret identity")?;
+            let secret = c
+                .var("AZURE_CLIENT_SECRET")
+                .ok_or_else(|| c.missing("client-secret identity", "AZURE_CLIENT_SECRET"))?;
+            Source::ClientSecret {
+                tenant,
+                client_id,
+                secret: Secret::new(secret),
+            }
+        }
+        IdentityKind::ClientCertificate => {
+            let (tenant, client_id) = c.tenant_client("certificate identity")?;
+            let path = c.var("AZURE_CLIENT_CERTIFICATE_PATH").ok_or_else(|| {
+                c.missing("certificate identity", "AZURE_CLIENT_CERTIFICATE_PATH")
+            })?;
+            let send_chain = c
+                .var("AZURE_CLIENT_SEND_CERTIFICATE_CHAIN")
+                .is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
+            Source::ClientCertificate {
+                tenant,
+                client_id,
+                path: path.into(),
+                password: c.var("AZURE_CLIENT_CERTIFICATE_PASSWORD").map(Secret::new),
+                send_chain,
+            }
+        }
+        IdentityKind::WorkloadIdentity => {
+            let (tenant, client_id) = c.tenant_client("workload identity")?;
+            let file = c
+                .var("AZURE_FEDERATED_TOKEN_FILE")
+                .ok_or_else(|| c.missing("workload identity", "AZURE_FEDERATED_TOKEN_FILE"))?;
+            Source::Federated {
+                tenant,
+                client_id,
+                assertion: AssertionSource::File(file.into()),
+            }
+        }
+        IdentityKind::GithubActions => {
+            let (tenant, client_id) = c.tenant_client("GitHub Actions identity")?;
+            let missing = || {
+                c.missing("GitHub Actions identity", "`permissions: id-token: write` in the workflow (ACTIONS_ID_TOKEN_REQUEST_URL and ACTIONS_ID_TOKEN_REQUEST_TOKEN are missing)")
+            };
+            let request_url = c.var("ACTIONS_ID_TOKEN_REQUEST_URL").ok_or_else(missing)?;
+            let request_token = c
+                .var("ACTIONS_ID_TOKEN_REQUEST_TOKEN")
+                .ok_or_else(missing)?;
+            Source::Federated {
+                tenant,
+                client_id,
+                assertion: AssertionSource::GithubActions {
+                    request_url,
+                    request_token: Secret::new(request_token),
+                },
+            }
+        }
+        IdentityKind::AzurePipelines => {
+            let (tenant, client_id) = c.tenant_client("Azure Pipelines identity")?;
+            let oidc_uri = c.var("SYSTEM_OIDCREQUESTURI").ok_or_else(|| {
+                c.missing(
+                    "Azure Pipelines identity",
+                    "SYSTEM_OIDCREQUESTURI (run inside an Azure Pipelines job)",
+                )
+            })?;
+            let access_token = c.var("SYSTEM_ACCESSTOKEN").ok_or_else(|| {
+                c.missing(
+                    "Azure Pipelines identity",
+                    "SYSTEM_ACCESSTOKEN (map $(System.AccessToken) into the step's env)",
+                )
+            })?;
+            let service_connection_id = c.service_connection().ok_or_else(|| {
+                c.missing(
+                    "Azure Pipelines identity",
+                    "AZURESUBSCRIPTION_SERVICE_CONNECTION_ID to the service connection id",
+                )
+            })?;
+            Source::Federated {
+                tenant,
+                client_id,
+                assertion: AssertionSource::AzurePipelines {
+                    oidc_uri,
+                    service_connection_id,
+                    access_token: Secret::new(access_token),
+                },
+            }
+        }
+        IdentityKind::ManagedIdentity => {
+            let endpoint = match (c.var("IDENTITY_ENDPOINT"), c.var("IDENTITY_HEADER")) {
+                (Some(endpoint), Some(header)) => MiEndpoint::AppService {
+                    endpoint,
+                    header: Secret::new(header),
+                },
+                _ => MiEndpoint::Imds {
+                    origin: c
+                        .var("AZURE_POD_IDENTITY_AUTHORITY_HOST")
+                        .unwrap_or_else(|| IMDS_DEFAULT.to_string())
+                        .trim_end_matches('/')
+                        .to_string(),
+                },
+            };
+            Source::ManagedIdentity {
+                endpoint,
+                id: c.user_assigned(),
+            }
+        }
+        IdentityKind::AzureCli => Source::AzureCli {
+            tenant: c.tenant.clone(),
+        },
+    })
+}
+
+fn az_on_path(env: &IdentityEnv) -> bool {
+    env.get("PATH")
+        .is_some_and(|p| std::env::split_paths(p).any(|d| is_executable(&d.join("az"))))
+}
+
+fn is_executable(p: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    }
+    #[cfg(not(unix))]
+    {
+        p.with_extension("cmd").is_file() || p.is_file()
+    }
+}
+
+/// Identity in words: kind and public ids only.
+pub fn describe(source: &Source) -> String {
+    match source {
+        Source::ClientSecret {
+            client_id, tenant, ..
+        } => format!("service principal {client_id} (client secret, tenant {tenant})"),
+        Source::ClientCertificate {
+            client_id, tenant, ..
+        } => format!("service principal {client_id} (certificate, tenant {tenant})"),
+        Source::Federated {
+            client_id,
+            tenant,
+            assertion,
+        } => {
+            let via = match assertion {
+                AssertionSource::File(_) => "workload identity",
+                AssertionSource::GithubActions { .. } => "GitHub Actions OIDC",
+                AssertionSource::AzurePipelines { .. } => "Azure Pipelines service connection",
+                AssertionSource::Static(_) => "Kubernetes service account",
+            };
+            format!("application {client_id} ({via}, tenant {tenant})")
+        }
+        Source::ManagedIdentity { id, endpoint } => {
+            let kind = match endpoint {
+                MiEndpoint::AppService { .. } => "App Service",
+                MiEndpoint::Imds { .. } => "IMDS",
+            };
+            match id {
+                None => format!("system-assigned managed identity ({kind})"),
+                Some(UserAssigned::ClientId(c)) => {
+                    format!("user-assigned managed identity client id {c} ({kind})")
+                }
+                Some(UserAssigned::ObjectId(o)) => {
+                    format!("user-assigned managed identity object id {o} ({kind})")
+                }
+                Some(UserAssigned::ResourceId(r)) => {
+                    format!("user-assigned managed identity {r} ({kind})")
+                }
+            }
+        }
+        Source::AzureCli { tenant } => match tenant {
+            Some(t) => format!("Azure CLI account (tenant {t})"),
+            None => "Azure CLI account".to_string(),
+        },
+    }
+}
+
+fn cache_key(
+    authority: &str,
+    scope: &str,
+    registry: &RegistryHost,
+    source: &Source,
+    env: &IdentityEnv,
+) -> String {
+    let mut h = Sha256::new();
+    let mut put = |s: &str| {
+        h.update((s.len() as u64).to_be_bytes());
+        h.update(s.as_bytes());
+    };
+    put(authority);
+    put(scope);
+    put(&registry.to_string());
+    match source {
+        Source::ClientSecret {
+            tenant,
+            client_id,
+            secret,
+        } => {
+            put("secret");
+            put(tenant);
+            put(client_id);
+            put(secret.expose());
+        }
+        Source::ClientCertificate {
+            tenant,
+            client_id,
+            path,
+            ..
+        } => {
+            put("cert");
+            put(tenant);
+            put(client_id);
+            put(&path.to_string_lossy());
+        }
+        Source::Federated {
+            tenant,
+            client_id,
+            assertion,
+        } => {
+            put("federated");
+            put(tenant);
+            put(client_id);
+            match assertion {
+                AssertionSource::File(p) => put(&p.to_string_lossy()),
+                AssertionSource::GithubActions { request_url, .. } => {
+                    put(request_url.split('?').next().unwrap_or(""))
+                }
+                AssertionSource::AzurePipelines {
+                    service_connection_id,
+                    ..
+                } => put(service_connection_id),
+                AssertionSource::Static(t) => put(t.expose()),
+            }
+        }
+        Source::ManagedIdentity { endpoint, id } => {
+            put("mi");
+            match endpoint {
+                MiEndpoint::AppService { endpoint, .. } => put(endpoint),
+                MiEndpoint::Imds { origin } => put(origin),
+            }
+            put(&format!("{id:?}"));
+        }
+        Source::AzureCli { tenant } => {
+            put("cli");
+            put(tenant.as_deref().unwrap_or(""));
+            put(env.get("AZURE_CONFIG_DIR").unwrap_or(""));
+            put(env.get("HOME").unwrap_or(""));
+        }
+    }
+    let digest = h.finalize();
+    hex::encode(&digest[..16])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> IdentityEnv {
+        IdentityEnv::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    fn plan_for(pairs: &[(&str, &str)], vm: bool) -> Result<Option<Plan>, TokenError> {
+        plan(
+            &RegistryHost::parse("myreg.azurecr.io").unwrap(),
+            &env(pairs),
+            &Config::default(),
+            vm,
+        )
+    }
+
+    const SP: [(&str, &str); 2] = [("AZURE_TENANT_ID", "t1"), ("AZURE_CLIENT_ID", "c1")];
+
+    #[test]
+    fn chain_order() {
+        let p = plan_for(
+            &[
+                SP[0],
+                SP[1],
+                ("AZURE_CLIENT_SECRET", "s"),
+                ("AZURE_FEDERATED_TOKEN_FILE", "/f"),
+            ],
+            false,
+        )
+        .unwrap()
+        .unwrap();
+        assert!(matches!(p.source, Source::ClientSecret { .. }));
+        let p = plan_for(
+            &[
+                SP[0],
+                SP[1],
+                ("AZURE_FEDERATED_TOKEN_FILE", "/f"),
+                ("IDENTITY_ENDPOINT", "http://x"),
+                ("IDENTITY_HEADER", "h"),
+            ],
+            false,
+        )
+        .unwrap()
+        .unwrap();
+        assert!(matches!(
+            p.source,
+            Source::Federated {
+                assertion: AssertionSource::File(_),
+                ..
+            }
+        ));
+        let p = plan_for(
+            &[("IDENTITY_ENDPOINT", "http://x"), ("IDENTITY_HEADER", "h")],
+            false,
+        )
+        .unwrap()
+        .unwrap();
+        assert!(matches!(
+            p.source,
+            Source::ManagedIdentity {
+                endpoint: MiEndpoint::AppService { .. },
+                id: None
+            }
+        ));
+        let p = plan_for(
+            &[
+                SP[0],
+                SP[1],
+                ("ACTIONS_ID_TOKEN_REQUEST_URL", "https://x?a=1"),
+                ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "t"),
+            ],
+            false,
+        )
+        .unwrap()
+        .unwrap();
+        assert!(matches!(
+            p.source,
+            Source::Federated {
+                assertion: AssertionSource::GithubActions { .. },
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn imds_only_on_azure_vms() {
+        let none = plan_for(&[("PATH", "/nonexistent")], false).unwrap_err();
+        assert!(matches!(none, TokenError::NoIdentity { .. }));
+        assert!(none.to_string().contains("AZURE_CLIENT_SECRET"));
+        let p = plan_for(
+            &[("PATH", "/nonexistent"), ("AZURE_CLIENT_ID", "uami")],
+            true,
+        )
+        .unwrap()
+        .unwrap();
+        match p.source {
+            Source::ManagedIdentity {
+                endpoint: MiEndpoint::Imds { origin },
+                id,
+            } => {
+                assert_eq!(origin, IMDS_DEFAULT);
+                assert_eq!(id, Some(UserAssigned::ClientId("uami".into())));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn keys_separate_identities_and_registries() {
+        let a = plan_for(&[SP[0], SP[1], ("AZURE_CLIENT_SECRET", "s")], false)
+            .unwrap()
+            .unwrap();
+        let b = plan_for(
+            &[
+                SP[0],
+                ("AZURE_CLIENT_ID", "c2"),
+                ("AZURE_CLIENT_SECRET", "s"),
+            ],
+            false,
+        )
+        .unwrap()
+        .unwrap();
+        let a2 = plan_for(&[SP[0], SP[1], ("AZURE_CLIENT_SECRET", "s")], false)
+            .unwrap()
+            .unwrap();
+        assert_ne!(a.key, b.key);
+        assert_eq!(a.key, a2.key);
+        let other = plan(
+            &RegistryHost::parse("other.azurecr.io").unwrap(),
+            &a.env,
+            &Config::default(),
+            false,
+        )
+        .unwrap()
+        .unwrap();
+        assert_ne!(a.key, other.key);
+        assert!(!format!("{a:?}").contains("\"s\""));
+    }
+
+    #[test]
+    fn scopes_and_authority() {
+        assert_eq!(
+            scope_for(None, Cloud::Public),
+            "https://containerregistry.azure.net/.default"
+        );
+        assert_eq!(
+            scope_for(Some("arm"), Cloud::China),
+            "https://management.core.chinacloudapi.cn/.default"
+        );
+        let p = plan_for(
+            &[
+                SP[0],
+                SP[1],
+                ("AZURE_CLIENT_SECRET", "s"),
+                ("AZURE_AUTHORITY_HOST", "https://login.example/"),
+            ],
+            false,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(p.authority, "https://login.example");
+        assert!(plan_for(
+            &[
+                SP[0],
+                SP[1],
+                ("AZURE_CLIENT_SECRET", "s"),
+                ("AZURE_AUTHORITY_HOST", "http://x")
+            ],
+            false
+        )
+        .is_err());
+        let cn = plan(
+            &RegistryHost::parse("r.azurecr.cn").unwrap(),
+            &env(&[SP[0], SP[1], ("AZURE_CLIENT_SECRET", "s")]),
+            &Config::default(),
+            false,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(cn.authority, "https://login.chinacloudapi.cn");
+        assert!(plan(
+            &RegistryHost::parse("docker.io").unwrap(),
+            &env(&[]),
+            &Config::default(),
+            false
+        )
+        .unwrap()
+        .is_none());
+    }
+}
