@@ -1,0 +1,121 @@
+//! `agent run | status | stop`.
+
+use crate::args::AgentRunOpts;
+use crate::client;
+use crate::output::{stderr_line, stdout_line};
+use crate::warm::human;
+use acr_proto::ipc::{Request, Response};
+use std::io::Write;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// `agent run`: serve until stopped. Used by auto-start (`--ready-fd`) and by service units.
+pub fn run(opts: AgentRunOpts) -> u8 {
+    let mut ready = opts.ready_fd.and_then(ready_file);
+    report_start_failure(&mut ready, "agent not built yet")
+}
+
+fn report_start_failure(ready: &mut Option<std::fs::File>, message: &str) -> u8 {
+    if let Some(f) = ready.as_mut() {
+        let _ = writeln!(f, "{message}");
+    }
+    stderr_line(message);
+    1
+}
+
+fn open_log(path: &str) -> Option<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .ok()
+}
+
+#[cfg(unix)]
+fn ready_file(fd: i32) -> Option<std::fs::File> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: the fd was handed to us by our parent for exactly this purpose (F_GETFD checks it is open).
+    (unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0)
+        .then(|| unsafe { std::fs::File::from_raw_fd(fd) })
+}
+
+#[cfg(not(unix))]
+fn ready_file(_fd: i32) -> Option<std::fs::File> {
+    None
+}
+
+/// `agent status [--json]`.
+pub fn status(json: bool) -> u8 {
+    let socket = acr_proto::paths::socket_path();
+    let (pid, version, uptime_secs, entries) =
+        match client::call(&socket, Request::Status, Duration::from_secs(5)) {
+            Ok(Response::Status {
+                pid,
+                version,
+                uptime_secs,
+                entries,
+            }) => (pid, version, uptime_secs, entries),
+            _ => {
+                stderr_line(&format!(
+                    "no agent is running at {} (it starts on the first `get`)",
+                    socket.display()
+                ));
+                return 1;
+            }
+        };
+    if json {
+        let v = serde_json::json!({ "socket": socket, "pid": pid, "version": version, "uptime_secs": uptime_secs, "entries": entries });
+        stdout_line(&v.to_string());
+        return 0;
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let rel = |t: Option<u64>| {
+        t.map(|t| {
+            if t >= now {
+                format!("in {}", human(t - now))
+            } else {
+                format!("{} ago", human(now - t))
+            }
+        })
+        .unwrap_or_else(|| "-".into())
+    };
+    stdout_line(&format!(
+        "agent pid {pid}, version {version}, up {}, socket {}",
+        human(uptime_secs),
+        socket.display()
+    ));
+    for e in entries {
+        stdout_line(&format!(
+            "{}  identity: {}  expires: {}  next refresh: {}  gets: {}  acquisitions: {}{}",
+            e.registry,
+            e.identity,
+            rel(e.expires_at),
+            rel(e.next_refresh_at),
+            e.gets,
+            e.acquisitions,
+            e.last_error
+                .map(|m| format!("  last error: {m}"))
+                .unwrap_or_default()
+        ));
+    }
+    0
+}
+
+/// `agent stop`.
+pub fn stop() -> u8 {
+    let socket = acr_proto::paths::socket_path();
+    if !socket.exists() {
+        stderr_line("no agent is running");
+        return 0;
+    }
+    if client::stop(&socket, Duration::from_secs(10)) {
+        0
+    } else {
+        stderr_line(&format!("the agent at {} did not stop", socket.display()));
+        1
+    }
+}

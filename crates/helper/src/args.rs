@@ -1,0 +1,178 @@
+//! Hand-rolled argument parsing: the hot path (`get`) must not pay for a parser framework.
+
+/// Options of `agent run`.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct AgentRunOpts {
+    /// Serve the node-wide socket under /run (systemd system unit, kubelet).
+    pub system: bool,
+    /// Inherited pipe to report readiness on (set by the helper's auto-start).
+    pub ready_fd: Option<i32>,
+    /// Write logs here instead of stderr (set by auto-start: stderr is /dev/null then).
+    pub log_file: Option<String>,
+}
+
+/// A parsed command line.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Command {
+    /// `--help`.
+    Help,
+    /// `version`, `--version`.
+    Version,
+    /// Docker verb `get`.
+    Get,
+    /// Docker verb `store`.
+    Store,
+    /// Docker verb `erase`.
+    Erase,
+    /// Docker verb `list`.
+    List,
+    /// `warm [--min-ttl D] REGISTRY...`.
+    Warm {
+        /// Required remaining life in seconds.
+        min_ttl: Option<u64>,
+        /// Registries to warm.
+        registries: Vec<String>,
+    },
+    /// `agent run`.
+    AgentRun(AgentRunOpts),
+    /// `agent status [--json]`.
+    AgentStatus {
+        /// Machine-readable output.
+        json: bool,
+    },
+    /// `agent stop`.
+    AgentStop,
+}
+
+/// One-line usage, printed for bad arguments.
+pub const USAGE: &str = "Usage: docker-credential-acr <store|get|erase|list|version> | warm [--min-ttl 2h] REGISTRY... | agent <run|status|stop>";
+
+/// Parses arguments (without the program name).
+pub fn parse(args: &[String]) -> Result<Command, String> {
+    let words: Vec<&str> = args.iter().map(String::as_str).collect();
+    match words.as_slice() {
+        ["get"] => Ok(Command::Get),
+        ["store"] => Ok(Command::Store),
+        ["erase"] => Ok(Command::Erase),
+        ["list"] => Ok(Command::List),
+        ["version"] | ["--version"] | ["-v"] => Ok(Command::Version),
+        ["--help"] | ["-h"] | ["help"] => Ok(Command::Help),
+        ["warm", rest @ ..] => parse_warm(rest),
+        ["agent", "run", rest @ ..] => parse_agent_run(rest).map(Command::AgentRun),
+        ["agent", "status"] => Ok(Command::AgentStatus { json: false }),
+        ["agent", "status", "--json"] => Ok(Command::AgentStatus { json: true }),
+        ["agent", "stop"] => Ok(Command::AgentStop),
+        [] => Err(USAGE.to_string()),
+        [verb, ..] if !verb.starts_with('-') && !["warm", "agent"].contains(verb) => Err(format!(
+            "{}: unknown action: {}",
+            crate::NAME,
+            printable(verb)
+        )),
+        _ => Err(USAGE.to_string()),
+    }
+}
+
+fn parse_warm(rest: &[&str]) -> Result<Command, String> {
+    let mut min_ttl = None;
+    let mut registries = Vec::new();
+    let mut it = rest.iter();
+    while let Some(a) = it.next() {
+        let value = if *a == "--min-ttl" {
+            Some(
+                *it.next()
+                    .ok_or("warm: --min-ttl needs a duration such as 2h")?,
+            )
+        } else {
+            a.strip_prefix("--min-ttl=")
+        };
+        match value {
+            Some(v) => {
+                let d = acr_proto::config::parse_duration(v)
+                    .map_err(|e| format!("warm: --min-ttl {}: {e}", printable(v)))?;
+                min_ttl = Some(d.as_secs());
+            }
+            None if a.starts_with('-') => {
+                return Err(format!("warm: unknown option {}", printable(a)))
+            }
+            None => registries.push(a.to_string()),
+        }
+    }
+    if registries.is_empty() {
+        return Err("warm: name at least one registry, e.g. docker-credential-acr warm --min-ttl 2h myreg.azurecr.io".into());
+    }
+    Ok(Command::Warm {
+        min_ttl,
+        registries,
+    })
+}
+
+fn parse_agent_run(rest: &[&str]) -> Result<AgentRunOpts, String> {
+    let mut o = AgentRunOpts::default();
+    let mut it = rest.iter();
+    while let Some(a) = it.next() {
+        match *a {
+            "--system" => o.system = true,
+            "--ready-fd" => {
+                o.ready_fd = Some(
+                    it.next()
+                        .and_then(|v| v.parse().ok())
+                        .ok_or("agent run: --ready-fd needs a number")?,
+                )
+            }
+            "--log-file" => {
+                o.log_file = Some(
+                    it.next()
+                        .ok_or("agent run: --log-file needs a path")?
+                        .to_string(),
+                )
+            }
+            other => return Err(format!("agent run: unknown option {}", printable(other))),
+        }
+    }
+    Ok(o)
+}
+
+/// Shortens and sanitises user text for echoing in an error.
+fn printable(s: &str) -> String {
+    s.chars()
+        .take(64)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(a: &[&str]) -> Result<Command, String> {
+        parse(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn verbs_and_errors() {
+        assert_eq!(p(&["get"]), Ok(Command::Get));
+        assert_eq!(p(&["--version"]), Ok(Command::Version));
+        assert_eq!(
+            p(&["frob"]),
+            Err("docker-credential-acr: unknown action: frob".into())
+        );
+        assert_eq!(p(&[]), Err(USAGE.into()));
+        assert_eq!(p(&["get", "extra"]), Err(USAGE.into()));
+        assert_eq!(
+            p(&["warm", "--min-ttl", "2h", "r.azurecr.io"]),
+            Ok(Command::Warm {
+                min_ttl: Some(7200),
+                registries: vec!["r.azurecr.io".into()]
+            })
+        );
+        assert!(p(&["warm"]).is_err());
+        assert!(p(&["warm", "--min-ttl", "2x", "r"]).is_err());
+        assert_eq!(
+            p(&["agent", "run", "--ready-fd", "3"]),
+            Ok(Command::AgentRun(AgentRunOpts {
+                ready_fd: Some(3),
+                ..Default::default()
+            }))
+        );
+    }
+}

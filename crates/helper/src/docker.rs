@@ -1,0 +1,288 @@
+//! The Docker credential-helper verbs (docker/docker-credential-helpers protocol).
+//!
+//! `get` is the hot path: read stdin, recognise the registry without any I/O, ask the agent
+//! (starting it if needed), print one JSON object. Errors are one line on stdout with exit 1;
+//! hosts we do not serve get Docker's exact not-found text so clients fall back.
+
+use crate::client::{self, ClientError};
+use crate::output::{stderr_line, stdout_line};
+use crate::{inproc, spawn};
+use acr_proto::config::{Config, CredentialForm, CONFIG_ENV};
+use acr_proto::docker::{Credentials, IDENTITY_TOKEN_USERNAME, NOT_FOUND, NULL_GUID};
+use acr_proto::env::IdentityEnv;
+use acr_proto::host::{HostError, RegistryHost, MAX_SERVER_URL_LEN};
+use acr_proto::ipc::{Request, Response};
+use acr_proto::Secret;
+use std::io::Read;
+use std::time::Duration;
+
+/// How long `get` waits for the agent's answer (an acquisition is bounded well below this).
+const AGENT_ANSWER_TIMEOUT: Duration = Duration::from_secs(45);
+
+/// Largest stdin accepted (a `store` payload with a large token is a few KiB).
+const MAX_STDIN: usize = 1 << 20;
+
+/// Reads stdin up to the cap. `Err` carries the one-line protocol error.
+fn read_stdin() -> Result<String, String> {
+    let mut buf = Vec::new();
+    std::io::stdin()
+        .lock()
+        .take(MAX_STDIN as u64 + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| format!("cannot read standard input: {e}"))?;
+    if buf.len() > MAX_STDIN {
+        return Err(format!("input larger than {MAX_STDIN} bytes"));
+    }
+    String::from_utf8(buf).map_err(|_| "input is not valid UTF-8".to_string())
+}
+
+/// The outcome of recognising a server URL.
+enum Target {
+    /// One of ours.
+    Ours { host: RegistryHost, config: Config },
+    /// Not ours, or not a URL: answer not-found.
+    NotOurs,
+}
+
+/// Parses the server URL and decides whether we serve it. Never does network I/O.
+fn recognise(input: &str) -> Result<Target, String> {
+    let host = match RegistryHost::parse(input) {
+        Ok(h) => h,
+        Err(HostError::Empty) => return Err(HostError::Empty.to_string()),
+        Err(e) => {
+            tracing::debug!("not a registry we serve: {e}");
+            return Ok(Target::NotOurs);
+        }
+    };
+    let config = Config::load(&|k| std::env::var(k).ok()).map_err(|e| e.to_string())?;
+    if !config.recognises(&host) {
+        return Ok(Target::NotOurs);
+    }
+    Ok(Target::Ours { host, config })
+}
+
+fn fail(message: &str) -> u8 {
+    stdout_line(message);
+    1
+}
+
+/// `get`: stdin = server URL; stdout = `{"ServerURL","Username","Secret"}`.
+pub fn get() -> u8 {
+    let input = match read_stdin() {
+        Ok(s) => s,
+        Err(e) if e.starts_with("input larger") => return fail(NOT_FOUND),
+        Err(e) => return fail(&e),
+    };
+    let server_url = input.trim();
+    if server_url.len() > MAX_SERVER_URL_LEN {
+        return fail(NOT_FOUND);
+    }
+    let (host, config) = match recognise(server_url) {
+        Ok(Target::Ours { host, config }) => (host, config),
+        Ok(Target::NotOurs) => return fail(NOT_FOUND),
+        Err(e) => return fail(&e),
+    };
+    match obtain(&host, &config) {
+        Obtained::Credential {
+            username,
+            secret,
+            warning,
+        } => {
+            if let Some(w) = warning {
+                stderr_line(&w);
+            }
+            let creds = Credentials {
+                server_url: server_url.to_string(),
+                username,
+                secret,
+            };
+            match serde_json::to_string(&creds) {
+                Ok(json) => {
+                    stdout_line(&json);
+                    0
+                }
+                Err(e) => fail(&format!("cannot encode the answer: {e}")),
+            }
+        }
+        Obtained::NotFound => fail(NOT_FOUND),
+        Obtained::Error(message) => fail(&message),
+    }
+}
+
+/// What `get` ends with.
+pub enum Obtained {
+    /// A credential to print.
+    Credential {
+        /// Username for the answer.
+        username: String,
+        /// Token.
+        secret: Secret,
+        /// Notice for stderr.
+        warning: Option<String>,
+    },
+    /// Not ours after all (the agent's config view disagreed).
+    NotFound,
+    /// A one-line failure.
+    Error(String),
+}
+
+/// Whether the agent is disabled by environment.
+pub fn agent_disabled() -> bool {
+    std::env::var(crate::NO_AGENT_ENV).is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// The request env: the caller's identity variables plus the config file in force.
+pub fn request_env(config: &Config) -> IdentityEnv {
+    let mut env = IdentityEnv::capture();
+    if let Some(path) = &config.source {
+        env.set(CONFIG_ENV, path.to_string_lossy());
+    }
+    env
+}
+
+/// Gets a credential via the agent (auto-started), falling back to the in-process engine.
+pub fn obtain(host: &RegistryHost, config: &Config) -> Obtained {
+    obtain_with_ttl(host, config, None)
+}
+
+/// As [`obtain`], requiring `min_ttl_secs` of remaining life when given.
+pub fn obtain_with_ttl(
+    host: &RegistryHost,
+    config: &Config,
+    min_ttl_secs: Option<u64>,
+) -> Obtained {
+    if !agent_disabled() {
+        match via_agent(host, config, min_ttl_secs) {
+            Ok(Response::Credential {
+                username,
+                secret,
+                warning,
+                ..
+            }) => {
+                return Obtained::Credential {
+                    username,
+                    secret,
+                    warning,
+                }
+            }
+            Ok(Response::NotFound) => return Obtained::NotFound,
+            Ok(Response::Error { message }) => return Obtained::Error(message),
+            Ok(other) => tracing::debug!("unexpected agent answer {other:?}; answering in-process"),
+            Err(e) => tracing::debug!("agent unavailable ({e}); answering in-process"),
+        }
+    }
+    match inproc::acquire(host, config) {
+        Ok(Some((plan, token))) => Obtained::Credential {
+            username: username_for(plan.form).to_string(),
+            secret: token.refresh_token,
+            warning: None,
+        },
+        Ok(None) => Obtained::NotFound,
+        Err(e) => Obtained::Error(e.to_string()),
+    }
+}
+
+/// Docker username for an answer form.
+pub fn username_for(form: CredentialForm) -> &'static str {
+    match form {
+        CredentialForm::RefreshToken => NULL_GUID,
+        CredentialForm::IdentityToken => IDENTITY_TOKEN_USERNAME,
+    }
+}
+
+fn via_agent(
+    host: &RegistryHost,
+    config: &Config,
+    min_ttl_secs: Option<u64>,
+) -> Result<Response, String> {
+    let socket = acr_proto::paths::socket_path();
+    let request = || Request::Get {
+        registry: host.to_string(),
+        env: request_env(config),
+        min_ttl_secs,
+    };
+    match client::call(&socket, request(), AGENT_ANSWER_TIMEOUT) {
+        Ok(r) => return Ok(r),
+        Err(ClientError::Failed(e)) => return Err(e),
+        Err(ClientError::Mismatch) => {
+            tracing::info!("replacing an agent that speaks another protocol version");
+            client::stop(&socket, Duration::from_secs(3));
+        }
+        Err(ClientError::NotRunning) => {}
+    }
+    spawn::spawn_agent(&socket)?;
+    client::call(&socket, request(), AGENT_ANSWER_TIMEOUT).map_err(|e| format!("{e:?}"))
+}
+
+/// `store`: accepts what docker sends after a login. Tokens for registries we serve are ours
+/// to mint, so nothing is kept; other hosts are refused with a hint.
+pub fn store() -> u8 {
+    let input = match read_stdin() {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    let creds: Credentials = match serde_json::from_str(input.trim()) {
+        Ok(c) => c,
+        Err(_) => {
+            return fail("store expects JSON {\"ServerURL\":...,\"Username\":...,\"Secret\":...}")
+        }
+    };
+    if creds.server_url.trim().is_empty() {
+        return fail("no credentials server URL");
+    }
+    if creds.username.is_empty() {
+        return fail("no credentials username");
+    }
+    match recognise(&creds.server_url) {
+        Ok(Target::Ours { host, .. }) => {
+            tracing::debug!(registry = %host, "store: credentials for a registry we serve are minted on demand; nothing kept");
+            0
+        }
+        Ok(Target::NotOurs) => fail(&format!(
+            "{} keeps no credentials for {}: configure it per registry under credHelpers rather than as credsStore",
+            crate::NAME,
+            creds.server_url.trim().chars().take(100).collect::<String>()
+        )),
+        Err(e) => fail(&e),
+    }
+}
+
+/// `erase`: forgets cached tokens for the registry (after `docker logout`).
+pub fn erase() -> u8 {
+    let input = match read_stdin() {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    match recognise(input.trim()) {
+        Ok(Target::Ours { host, .. }) => {
+            let socket = acr_proto::paths::socket_path();
+            let _ = client::call(
+                &socket,
+                Request::Forget {
+                    registry: host.to_string(),
+                },
+                Duration::from_secs(5),
+            );
+            0
+        }
+        Ok(Target::NotOurs) => fail(NOT_FOUND),
+        Err(e) => fail(&e),
+    }
+}
+
+/// `list`: the registries the running agent holds tokens for (none when no agent runs; `list`
+/// never starts one).
+pub fn list() -> u8 {
+    let _ = read_stdin();
+    let socket = acr_proto::paths::socket_path();
+    let mut map = serde_json::Map::new();
+    if let Ok(Response::Status { entries, .. }) =
+        client::call(&socket, Request::Status, Duration::from_secs(5))
+    {
+        for e in entries {
+            map.insert(e.registry, serde_json::Value::String(NULL_GUID.to_string()));
+        }
+    }
+    stdout_line(&serde_json::Value::Object(map).to_string());
+    0
+}

@@ -1,0 +1,63 @@
+//! The `docker-credential-acr` command: Docker credential-helper verbs, the agent client and its
+//! auto-start, the in-process fallback engine, and the user-facing commands (`warm`, `agent ...`).
+//!
+//! `main` stays thin: [`run`] parses the arguments, calls one small module per command and maps
+//! the outcome to an exit code and one line on the channel the caller expects (stdout for the
+//! Docker protocol, stderr for everything else).
+
+mod agent_cmd;
+mod args;
+mod client;
+mod docker;
+mod inproc;
+mod logging;
+mod output;
+mod spawn;
+mod warm;
+
+use std::process::ExitCode;
+
+/// Name used in messages and `version`.
+pub const NAME: &str = "docker-credential-acr";
+
+/// Environment variable that turns the agent off (any non-empty value but `0`).
+pub const NO_AGENT_ENV: &str = "DOCKER_CREDENTIAL_ACR_NO_AGENT";
+
+/// Runs the command line and returns the process exit code.
+pub fn run() -> ExitCode {
+    logging::install_panic_hook();
+    if std::env::var_os(logging::LOG_ENV).is_some()
+        && std::env::args().nth(1).as_deref() != Some("agent")
+    {
+        logging::init(None);
+    }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let code = match args::parse(&args) {
+        Ok(cmd) => dispatch(cmd),
+        Err(usage) => {
+            // Docker's own helpers print usage errors on stdout with exit 1.
+            output::stdout_line(&usage);
+            1
+        }
+    };
+    ExitCode::from(code)
+}
+
+fn dispatch(cmd: args::Command) -> u8 {
+    use args::Command::*;
+    match cmd {
+        Help => output::help(),
+        Version => output::version(),
+        Get => docker::get(),
+        Store => docker::store(),
+        Erase => docker::erase(),
+        List => docker::list(),
+        Warm {
+            min_ttl,
+            registries,
+        } => warm::run(min_ttl, &registries),
+        AgentRun(opts) => agent_cmd::run(opts),
+        AgentStatus { json } => agent_cmd::status(json),
+        AgentStop => agent_cmd::stop(),
+    }
+}

@@ -1,0 +1,10 @@
+//! End-to-end tests: the real `docker-credential-acr` binary, driven over stdin exactly as docker
+//! and other clients drive it, against the loopback HTTPS fakes of Entra ID and ACR in
+//! `acr-testkit`, in a temp world (HOME, XDG dirs, DOCKER_CONFIG) with `/etc/hosts` pointing the
+//! Azure names at the fake inside a private mount namespace.
+
+mod agent;
+mod get;
+mod identities;
+mod util;
+mod verbs;

@@ -1,0 +1,117 @@
+//! The other protocol verbs, config, and answer forms.
+
+use crate::util::*;
+use acr_testkit::{Endpoint, FakeAzure, FakeOptions, World};
+
+#[test]
+fn version_help_and_bad_arguments() {
+    let s = Setup::new();
+    let out = s.run_inproc(&["version"], "");
+    assert!(
+        out.status.success() && stdout(&out).starts_with("docker-credential-acr ("),
+        "{}",
+        stdout(&out)
+    );
+    assert!(s.run_inproc(&["--help"], "").status.success());
+    let out = s.run_inproc(&["frobnicate"], "");
+    assert_eq!(
+        one_line_failure(&out),
+        "docker-credential-acr: unknown action: frobnicate"
+    );
+    let out = s.run_inproc(&[], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).starts_with("Usage:"));
+}
+
+#[test]
+fn store_erase_list_never_break_docker_login_or_logout() {
+    let s = Setup::new();
+    let login = r#"{"ServerURL":"myreg.azurecr.io","Username":"00000000-0000-0000-0000-000000000000","Secret":"eyJhbGciOi.x.y"}"#;
+    let out = s.run_inproc(&["store"], login);
+    assert!(
+        out.status.success() && stdout(&out).is_empty(),
+        "{}",
+        stdout(&out)
+    );
+    let out = s.run_inproc(
+        &["store"],
+        r#"{"ServerURL":"https://myreg.azurecr.io","Username":"<token>","Secret":"abc"}"#,
+    );
+    assert!(out.status.success());
+    for bad in [
+        "",
+        "not json",
+        r#"{"ServerURL":"","Username":"u","Secret":"s"}"#,
+        r#"{"ServerURL":"myreg.azurecr.io","Username":"","Secret":"s"}"#,
+    ] {
+        one_line_failure(&s.run_inproc(&["store"], bad));
+    }
+    assert!(s
+        .run_inproc(&["erase"], "myreg.azurecr.io")
+        .status
+        .success());
+    assert_eq!(stdout(&s.run_inproc(&["erase"], "docker.io")), NOT_FOUND);
+    let out = s.run_inproc(&["list"], "unused");
+    assert!(out.status.success());
+    assert!(serde_json::from_str::<serde_json::Value>(&stdout(&out))
+        .unwrap()
+        .is_object());
+    assert_eq!(total_requests(&s.fake), 0);
+}
+
+#[test]
+fn config_adds_registries_and_sets_the_answer_form() {
+    let fake = FakeAzure::start_with(FakeOptions::default().extra_name("registry.corp.example"));
+    let world = World::new(&fake);
+    let sp = world.env_secret_app(&fake);
+    let s = Setup { fake, world, sp };
+    let cfg = s.write_config(
+        "[[registry]]\nmatch = \"registry.corp.example\"\ncredential_form = \"identity-token\"\n",
+    );
+    let cfg = cfg.to_string_lossy().to_string();
+    // Found in the default location (XDG_CONFIG_HOME) without any variable...
+    let v = creds(&s.run_inproc(&["get"], "registry.corp.example"));
+    assert_eq!(v["Username"], "<token>");
+    // ...and via the override variable.
+    let v = creds(&s.run(
+        &["get"],
+        "registry.corp.example",
+        &[
+            ("DOCKER_CREDENTIAL_ACR_NO_AGENT", "1"),
+            ("DOCKER_CREDENTIAL_ACR_CONFIG", cfg.as_str()),
+        ],
+        true,
+    ));
+    assert_eq!(v["Username"], "<token>");
+    assert_eq!(
+        s.fake
+            .count_for(Endpoint::AcrExchange, "registry.corp.example"),
+        2
+    );
+}
+
+#[test]
+fn bad_config_is_one_line_naming_file_line_and_key() {
+    let s = Setup::new();
+    let path = s.write_config("[defaults]\ntenant = \"t\"\ncolud = \"china\"\n");
+    let line = one_line_failure(&s.run_inproc(&["get"], "myreg.azurecr.io"));
+    assert!(
+        line.contains(&path.to_string_lossy().to_string())
+            && line.contains("line 3")
+            && line.contains("colud"),
+        "{line}"
+    );
+}
+
+#[test]
+fn arm_audience_only_when_configured() {
+    let s = Setup::new();
+    s.fake.set_allow_arm("myreg.azurecr.io", false);
+    creds(&s.run_inproc(&["get"], "myreg.azurecr.io"));
+    s.write_config("[defaults]\naudience = \"arm\"\n");
+    let line = one_line_failure(&s.run_inproc(&["get"], "myreg.azurecr.io"));
+    assert!(
+        line.contains("AcrPull") || line.contains("exchange"),
+        "{line}"
+    );
+}
