@@ -6,5 +6,6 @@
 mod agent;
 mod get;
 mod identities;
+mod kubelet;
 mod util;
 mod verbs;

@@ -42,10 +42,12 @@ pub enum Command {
     },
     /// `agent stop`.
     AgentStop,
+    /// `kubelet`: credential provider exec plugin.
+    Kubelet,
 }
 
 /// One-line usage, printed for bad arguments.
-pub const USAGE: &str = "Usage: docker-credential-acr <store|get|erase|list|version> | warm [--min-ttl 2h] REGISTRY... | agent <run|status|stop>";
+pub const USAGE: &str = "Usage: docker-credential-acr <store|get|erase|list|version> | warm [--min-ttl 2h] REGISTRY... | agent <run|status|stop> | kubelet";
 
 /// Parses arguments (without the program name).
 pub fn parse(args: &[String]) -> Result<Command, String> {
@@ -62,8 +64,9 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         ["agent", "status"] => Ok(Command::AgentStatus { json: false }),
         ["agent", "status", "--json"] => Ok(Command::AgentStatus { json: true }),
         ["agent", "stop"] => Ok(Command::AgentStop),
+        ["kubelet"] => Ok(Command::Kubelet),
         [] => Err(USAGE.to_string()),
-        [verb, ..] if !verb.starts_with('-') && !["warm", "agent"].contains(verb) => Err(format!(
+        [verb, ..] if !verb.starts_with('-') && !["warm", "agent", "kubelet"].contains(verb) => Err(format!(
             "{}: unknown action: {}",
             crate::NAME,
             printable(verb)

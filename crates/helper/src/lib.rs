@@ -10,6 +10,7 @@ mod args;
 mod client;
 mod docker;
 mod inproc;
+mod kubelet;
 mod logging;
 mod output;
 mod spawn;
@@ -59,5 +60,6 @@ fn dispatch(cmd: args::Command) -> u8 {
         AgentRun(opts) => agent_cmd::run(opts),
         AgentStatus { json } => agent_cmd::status(json),
         AgentStop => agent_cmd::stop(),
+        Kubelet => kubelet::run(),
     }
 }

@@ -169,6 +169,31 @@ pub fn plan(
     config: &Config,
     azure_vm: bool,
 ) -> Result<Option<Plan>, TokenError> {
+    plan_with(registry, env, config, azure_vm, None)
+}
+
+/// Like [`plan`], with a Kubernetes service-account token (KEP-4412) as the identity: the token
+/// becomes the federated client assertion for `client_id` in `tenant`, so each pod pulls as its
+/// own workload identity whatever the node's environment holds.
+pub fn plan_service_account(
+    registry: &RegistryHost,
+    env: &IdentityEnv,
+    config: &Config,
+    tenant: String,
+    client_id: String,
+    token: Secret,
+) -> Result<Option<Plan>, TokenError> {
+    let source = Source::Federated { tenant, client_id, assertion: AssertionSource::Static(token) };
+    plan_with(registry, env, config, false, Some(source))
+}
+
+fn plan_with(
+    registry: &RegistryHost,
+    env: &IdentityEnv,
+    config: &Config,
+    azure_vm: bool,
+    forced: Option<Source>,
+) -> Result<Option<Plan>, TokenError> {
     let Some(resolved) = config.resolve(registry) else {
         return Ok(None);
     };
@@ -207,9 +232,10 @@ pub fn plan(
         settings: s,
         azure_vm,
     };
-    let source = match s.identity.unwrap_or_default() {
-        IdentityKind::Auto => auto(&ctx)?,
-        kind => explicit(kind, &ctx)?,
+    let source = match (forced, s.identity.unwrap_or_default()) {
+        (Some(source), _) => source,
+        (None, IdentityKind::Auto) => auto(&ctx)?,
+        (None, kind) => explicit(kind, &ctx)?,
     };
     let identity = describe(&source);
     let key = cache_key(&authority, &scope, registry, &source, env);
@@ -774,3 +800,4 @@ mod tests {
         .is_none());
     }
 }
+
