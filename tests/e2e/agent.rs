@@ -1,1 +1,412 @@
+//! The agent, end to end: auto-start on the first `get`, cache, single-flight across processes,
+//! proactive refresh, outages, kill -9, stale sockets, permissions, protocol upgrades.
+
 use crate::util::*;
+use acr_testkit::{Endpoint, Fault};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+fn socket(s: &Setup) -> PathBuf {
+    s.world
+        .run_dir()
+        .join("docker-credential-acr")
+        .join("agent.sock")
+}
+
+fn agent_get(s: &Setup, registry: &str) -> std::process::Output {
+    s.run(&["get"], registry, &[], true)
+}
+
+fn status(s: &Setup) -> serde_json::Value {
+    let out = s.run(&["agent", "status", "--json"], "", &[], false);
+    assert!(out.status.success(), "status: {}", stderr(&out));
+    serde_json::from_str(&stdout(&out)).expect("status JSON")
+}
+
+fn stop(s: &Setup) {
+    let _ = s.run(&["agent", "stop"], "", &[], false);
+}
+
+/// Agent processes serving this world (found by their log path in /proc/*/cmdline).
+fn agent_pids(s: &Setup) -> Vec<u32> {
+    let marker = s.world.run_dir().to_string_lossy().to_string();
+    let mut pids = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if cmd.contains("agent run") && cmd.contains(&marker) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f()
+}
+
+struct StopOnDrop<'a>(&'a Setup);
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        stop(self.0);
+        for pid in agent_pids(self.0) {
+            // SAFETY: signalling a process this test started.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+    }
+}
+
+#[test]
+fn first_get_starts_the_agent_which_then_serves_from_cache() {
+    let s = Setup::new();
+    let _guard = StopOnDrop(&s);
+    let first = creds(&agent_get(&s, "myreg.azurecr.io"));
+    let sock = socket(&s);
+    assert!(sock.exists(), "agent socket at {}", sock.display());
+    assert_eq!(
+        std::fs::metadata(sock.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o700
+    );
+    assert_eq!(
+        std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    for _ in 0..5 {
+        let again = creds(&agent_get(&s, "https://myreg.azurecr.io/v2/"));
+        assert_eq!(again["Secret"], first["Secret"], "served from the cache");
+    }
+    assert_eq!(s.fake.count(Endpoint::EntraToken), 1);
+    assert_eq!(s.fake.count(Endpoint::AcrExchange), 1);
+    let st = status(&s);
+    let text = st.to_string();
+    assert!(text.contains("myreg.azurecr.io"), "{text}");
+    assert!(
+        !text.contains(first["Secret"].as_str().unwrap()) && !text.contains(s.secret()),
+        "status never shows a secret"
+    );
+    assert_eq!(agent_pids(&s).len(), 1);
+    stop(&s);
+    assert!(
+        wait_until(Duration::from_secs(5), || !sock.exists()),
+        "stop removes the socket"
+    );
+}
+
+#[test]
+fn sixty_four_cold_gets_cause_one_acquisition_per_registry() {
+    let s = Setup::new();
+    let _guard = StopOnDrop(&s);
+    let children: Vec<_> = (0..64)
+        .map(|i| {
+            let reg = if i % 2 == 0 {
+                "myreg.azurecr.io"
+            } else {
+                "second.azurecr.io"
+            };
+            (reg, s.spawn(&["get"], &[], true))
+        })
+        .collect();
+    let outs: Vec<_> = children
+        .into_iter()
+        .map(|(reg, c)| (reg, finish(c, reg, Duration::from_secs(60))))
+        .collect();
+    for (reg, out) in &outs {
+        let v = creds(out);
+        assert!(s
+            .fake
+            .validate_refresh_token(reg, v["Secret"].as_str().unwrap()));
+    }
+    assert_eq!(
+        s.fake.count_for(Endpoint::AcrExchange, "myreg.azurecr.io"),
+        1
+    );
+    assert_eq!(
+        s.fake.count_for(Endpoint::AcrExchange, "second.azurecr.io"),
+        1
+    );
+    assert_eq!(
+        s.fake.count(Endpoint::EntraToken),
+        2,
+        "one Entra call per registry"
+    );
+    assert_eq!(
+        agent_pids(&s).len(),
+        1,
+        "racing helpers started exactly one agent"
+    );
+}
+
+#[test]
+fn tokens_are_renewed_before_expiry_without_any_get() {
+    let s = Setup::new();
+    let _guard = StopOnDrop(&s);
+    s.fake.set_refresh_lifetime(Duration::from_secs(40));
+    creds(&agent_get(&s, "myreg.azurecr.io"));
+    assert!(
+        wait_until(Duration::from_secs(30), || s
+            .fake
+            .count(Endpoint::AcrExchange)
+            >= 2),
+        "renewed in the background"
+    );
+    let v = creds(&agent_get(&s, "myreg.azurecr.io"));
+    let claims = acr_testkit::jwt_claims(v["Secret"].as_str().unwrap()).unwrap();
+    let left = claims["exp"].as_u64().unwrap().saturating_sub(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    );
+    assert!(
+        left >= 25,
+        "a get returns a token with most of its life left ({left} s)"
+    );
+}
+
+#[test]
+fn outage_after_warm_up_keeps_serving_and_retry_after_is_honoured() {
+    let s = Setup::new();
+    let _guard = StopOnDrop(&s);
+    creds(&agent_get(&s, "myreg.azurecr.io"));
+    s.fake
+        .set_fault(Endpoint::EntraToken, Some(Fault::Status(503)));
+    s.fake.set_fault(Endpoint::AcrChallenge, Some(Fault::Reset));
+    for _ in 0..10 {
+        creds(&agent_get(&s, "myreg.azurecr.io"));
+    }
+    s.fake.set_fault(Endpoint::EntraToken, None);
+    s.fake.set_fault(Endpoint::AcrChallenge, None);
+    // Short-lived tokens: the renewal meets a 429 with Retry-After: 2 and waits at least that.
+    s.fake.set_refresh_lifetime(Duration::from_secs(30));
+    creds(&agent_get(&s, "second.azurecr.io"));
+    s.fake
+        .fail_next(Endpoint::AcrExchange, Fault::StatusRetryAfter(429, 2), 1);
+    assert!(wait_until(Duration::from_secs(40), || s
+        .fake
+        .count_for(Endpoint::AcrExchange, "second.azurecr.io")
+        >= 3));
+    let times = s.fake.request_times(Endpoint::AcrExchange);
+    let n = times.len();
+    let gap = times[n - 1].duration_since(times[n - 2]);
+    assert!(gap >= Duration::from_secs(2), "retried after {gap:?}");
+}
+
+#[test]
+fn killed_agent_and_stale_socket_are_replaced() {
+    let s = Setup::new();
+    let _guard = StopOnDrop(&s);
+    creds(&agent_get(&s, "myreg.azurecr.io"));
+    let pids = agent_pids(&s);
+    assert_eq!(pids.len(), 1);
+    // SAFETY: killing the agent this test started.
+    unsafe { libc::kill(pids[0] as i32, libc::SIGKILL) };
+    assert!(wait_until(Duration::from_secs(5), || agent_pids(&s).is_empty()));
+    assert!(socket(&s).exists(), "kill -9 leaves the socket file behind");
+    creds(&agent_get(&s, "myreg.azurecr.io"));
+    let now = agent_pids(&s);
+    assert_eq!(now.len(), 1);
+    assert_ne!(now[0], pids[0], "a new agent took over");
+}
+
+#[test]
+fn another_uid_cannot_talk_to_the_agent() {
+    let s = Setup::new();
+    let _guard = StopOnDrop(&s);
+    creds(&agent_get(&s, "myreg.azurecr.io"));
+    let sock = socket(&s);
+    let as_nobody = || {
+        std::process::Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                bin(),
+                "agent",
+                "status",
+                "--json",
+            ])
+            .env_clear()
+            .env("DOCKER_CREDENTIAL_ACR_SOCKET", &sock)
+            .env("HOME", "/")
+            .output()
+            .expect("setpriv")
+    };
+    // The directory (0700) keeps other users out...
+    let out = as_nobody();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(out.stdout.is_empty());
+    // ...and even with the permissions opened up, the agent checks the peer's uid and hangs up.
+    for (p, mode) in [
+        (s.world.root().to_path_buf(), 0o755),
+        (s.world.run_dir(), 0o755),
+        (sock.parent().unwrap().to_path_buf(), 0o755),
+        (sock.clone(), 0o666),
+    ] {
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let out = as_nobody();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "other uid got an answer: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(out.stdout.is_empty());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no agent"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The owner still gets answers.
+    assert!(status(&s)["entries"]
+        .as_array()
+        .is_some_and(|e| !e.is_empty()));
+}
+
+#[test]
+fn an_agent_speaking_an_old_protocol_is_replaced() {
+    use std::io::{Read, Write};
+    let s = Setup::new();
+    let _guard = StopOnDrop(&s);
+    let sock = socket(&s);
+    std::fs::create_dir_all(sock.parent().unwrap()).unwrap();
+    std::fs::set_permissions(
+        sock.parent().unwrap(),
+        std::fs::Permissions::from_mode(0o700),
+    )
+    .unwrap();
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let path = sock.clone();
+    let old = std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut c) = conn else { continue };
+            let mut len = [0u8; 4];
+            if c.read_exact(&mut len).is_err() {
+                continue;
+            }
+            let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+            let _ = c.read_exact(&mut body);
+            let req: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            let stop = req["op"] == "stop";
+            let reply = if stop {
+                r#"{"result":"ok"}"#.to_string()
+            } else {
+                r#"{"result":"version_mismatch","agent":0}"#.to_string()
+            };
+            let _ = c.write_all(&(reply.len() as u32).to_be_bytes());
+            let _ = c.write_all(reply.as_bytes());
+            if stop {
+                let _ = std::fs::remove_file(&path);
+                return true;
+            }
+        }
+        false
+    });
+    creds(&agent_get(&s, "myreg.azurecr.io"));
+    assert!(old.join().unwrap(), "the old agent was asked to stop");
+    assert_eq!(
+        agent_pids(&s).len(),
+        1,
+        "and a current agent took its place"
+    );
+}
+
+#[test]
+fn the_agent_can_be_turned_off() {
+    let s = Setup::new();
+    creds(&s.run_inproc(&["get"], "myreg.azurecr.io"));
+    assert!(!socket(&s).exists());
+    assert!(agent_pids(&s).is_empty());
+}
+
+#[test]
+fn a_restarted_agent_reuses_tokens_from_the_keyring() {
+    let s = Setup::new();
+    let _guard = StopOnDrop(&s);
+    s.write_config("[agent]\npersist = true\n");
+    creds(&agent_get(&s, "myreg.azurecr.io"));
+    stop(&s);
+    assert!(wait_until(Duration::from_secs(5), || agent_pids(&s).is_empty()));
+    let v = creds(&agent_get(&s, "myreg.azurecr.io"));
+    assert!(s
+        .fake
+        .validate_refresh_token("myreg.azurecr.io", v["Secret"].as_str().unwrap()));
+    assert_eq!(
+        s.fake.count(Endpoint::EntraToken),
+        1,
+        "no second Entra call after a restart"
+    );
+    assert_eq!(s.fake.count(Endpoint::AcrExchange), 1);
+    // docker logout: erase forgets the token here and in the keyring.
+    assert!(s
+        .run(&["erase"], "myreg.azurecr.io", &[], true)
+        .status
+        .success());
+    creds(&agent_get(&s, "myreg.azurecr.io"));
+    assert_eq!(
+        s.fake.count(Endpoint::AcrExchange),
+        2,
+        "erase forgot the cached token"
+    );
+    assert!(s
+        .run(&["erase"], "myreg.azurecr.io", &[], true)
+        .status
+        .success());
+}
+
+#[test]
+fn warm_guarantees_a_minimum_life_or_fails_clearly() {
+    let s = Setup::new();
+    let _guard = StopOnDrop(&s);
+    let out = s.run(
+        &[
+            "warm",
+            "--min-ttl",
+            "2h",
+            "myreg.azurecr.io",
+            "second.azurecr.io",
+        ],
+        "",
+        &[],
+        true,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).lines().count(), 2, "{}", stdout(&out));
+    s.fake.set_refresh_lifetime(Duration::from_secs(3600));
+    let out = s.run(
+        &["warm", "--min-ttl", "2h", "third.azurecr.io"],
+        "",
+        &[],
+        true,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("third.azurecr.io") && stderr(&out).contains("live only"),
+        "{}",
+        stderr(&out)
+    );
+    let out = s.run(&["warm", "docker.io"], "", &[], true);
+    assert_eq!(out.status.code(), Some(1));
+}

@@ -195,8 +195,7 @@ fn basic_challenge_means_no_entra_login() {
 fn untrusted_tls_fails_fast_naming_the_host() {
     let fake = FakeAzure::start_with(FakeOptions::default().untrusted_cert());
     let world = World::new(&fake);
-    let sp = world.env_secret_app(&fake);
-    let s = Setup { fake, world, sp };
+    let s = Setup::with(fake, world);
     let start = std::time::Instant::now();
     let line = one_line_failure(&s.run_inproc(&["get"], "myreg.azurecr.io"));
     assert!(

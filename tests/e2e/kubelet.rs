@@ -21,19 +21,37 @@ fn parse_duration_secs(d: &str) -> u64 {
         } else {
             let v: u64 = n.parse().unwrap();
             n.clear();
-            total += v * match c { 'h' => 3600, 'm' => 60, 's' => 1, _ => panic!("unit {c} in {d}") };
+            total += v * match c {
+                'h' => 3600,
+                'm' => 60,
+                's' => 1,
+                _ => panic!("unit {c} in {d}"),
+            };
         }
     }
     total
 }
 
 /// Checks the exact v1 shape and returns (cacheDuration secs, auth map).
-fn response(out: &std::process::Output, api_version: &str) -> (u64, serde_json::Map<String, Value>) {
+fn response(
+    out: &std::process::Output,
+    api_version: &str,
+) -> (u64, serde_json::Map<String, Value>) {
     assert!(out.status.success(), "stderr {}", stderr(out));
     let v: Value = serde_json::from_str(&stdout(out)).expect("JSON response");
     let obj = v.as_object().unwrap();
     for k in obj.keys() {
-        assert!(["apiVersion", "kind", "cacheKeyType", "cacheDuration", "auth"].contains(&k.as_str()), "unknown field {k}");
+        assert!(
+            [
+                "apiVersion",
+                "kind",
+                "cacheKeyType",
+                "cacheDuration",
+                "auth"
+            ]
+            .contains(&k.as_str()),
+            "unknown field {k}"
+        );
     }
     assert_eq!(v["apiVersion"], api_version);
     assert_eq!(v["kind"], "CredentialProviderResponse");
@@ -44,22 +62,35 @@ fn response(out: &std::process::Output, api_version: &str) -> (u64, serde_json::
         assert_eq!(e.len(), 2, "{key}: only username and password");
         assert!(e["username"].is_string() && e["password"].is_string());
     }
-    (parse_duration_secs(v["cacheDuration"].as_str().unwrap()), auth)
+    (
+        parse_duration_secs(v["cacheDuration"].as_str().unwrap()),
+        auth,
+    )
 }
 
 #[test]
 fn acr_image_gets_a_registry_keyed_credential_cached_below_its_life() {
     let s = Setup::new();
-    let out = s.run(&["kubelet"], &request("myreg.azurecr.io/team/app"), &[], true);
+    let out = s.run(
+        &["kubelet"],
+        &request("myreg.azurecr.io/team/app"),
+        &[],
+        true,
+    );
     let (dur, auth) = response(&out, V1);
     assert_eq!(auth.keys().collect::<Vec<_>>(), ["myreg.azurecr.io"]);
     let entry = &auth["myreg.azurecr.io"];
     assert_eq!(entry["username"], "00000000-0000-0000-0000-000000000000");
-    assert!(s.fake.validate_refresh_token("myreg.azurecr.io", entry["password"].as_str().unwrap()));
+    assert!(s
+        .fake
+        .validate_refresh_token("myreg.azurecr.io", entry["password"].as_str().unwrap()));
     assert!(dur > 2 * 3600 && dur < 3 * 3600, "cacheDuration {dur}");
     // A short-lived token is cached for less than it lives, but not zero.
     s.fake.set_refresh_lifetime(Duration::from_secs(600));
-    let (dur, _) = response(&s.run(&["kubelet"], &request("myreg.azurecr.io/x"), &[], true), V1);
+    let (dur, _) = response(
+        &s.run(&["kubelet"], &request("myreg.azurecr.io/x"), &[], true),
+        V1,
+    );
     assert!(dur > 0 && dur < 600, "{dur}");
 }
 
@@ -74,7 +105,12 @@ fn older_api_versions_are_answered_in_kind() {
 #[test]
 fn foreign_images_get_an_empty_answer_without_traffic() {
     let s = Setup::new();
-    for image in ["docker.io/library/nginx", "nginx", "ghcr.io/x/y", "myreg.azurecr.io.evil.example/x"] {
+    for image in [
+        "docker.io/library/nginx",
+        "nginx",
+        "ghcr.io/x/y",
+        "myreg.azurecr.io.evil.example/x",
+    ] {
         let (dur, auth) = response(&s.run(&["kubelet"], &request(image), &[], true), V1);
         assert!(auth.is_empty() && dur == 0, "{image}");
     }
@@ -102,9 +138,15 @@ fn malformed_requests_fail_with_one_line_on_stderr() {
 #[test]
 fn service_account_token_pulls_as_the_pods_identity() {
     let s = Setup::new();
-    let (tenant, client) = ("7a0c0000-0000-4000-8000-0000000000aa", "7a0c0000-0000-4000-8000-0000000000bb");
+    let (tenant, client) = (
+        "7a0c0000-0000-4000-8000-0000000000aa",
+        "7a0c0000-0000-4000-8000-0000000000bb",
+    );
     s.fake.add_federated_app(tenant, client);
-    let sa_token = s.fake.mint_federated_assertion("system:serviceaccount:team:puller", Duration::from_secs(3600));
+    let sa_token = s.fake.mint_federated_assertion(
+        "system:serviceaccount:team:puller",
+        Duration::from_secs(3600),
+    );
     let req = json!({
         "apiVersion": V1, "kind": "CredentialProviderRequest", "image": "myreg.azurecr.io/team/app",
         "serviceAccountToken": sa_token,
@@ -114,10 +156,24 @@ fn service_account_token_pulls_as_the_pods_identity() {
     // No identity in the environment at all: the pod's token is the identity.
     let (_, auth) = response(&s.run(&["kubelet"], &req, &[], false), V1);
     let password = auth["myreg.azurecr.io"]["password"].as_str().unwrap();
-    assert_ne!(password, sa_token, "kubelet rejects a password equal to the SA token");
+    assert_ne!(
+        password, sa_token,
+        "kubelet rejects a password equal to the SA token"
+    );
     assert!(s.fake.validate_refresh_token("myreg.azurecr.io", password));
-    let assertions: Vec<_> = s.fake.seen().into_iter().filter(|x| x.value == sa_token).collect();
-    assert!(!assertions.is_empty() && assertions.iter().all(|x| x.host == "login.microsoftonline.com"), "SA token only goes to Entra");
+    let assertions: Vec<_> = s
+        .fake
+        .seen()
+        .into_iter()
+        .filter(|x| x.value == sa_token)
+        .collect();
+    assert!(
+        !assertions.is_empty()
+            && assertions
+                .iter()
+                .all(|x| x.host == "login.microsoftonline.com"),
+        "SA token only goes to Entra"
+    );
     // Missing client annotation: one clear line.
     let bad = json!({"apiVersion": V1, "kind": "CredentialProviderRequest", "image": "myreg.azurecr.io/a", "serviceAccountToken": "x", "serviceAccountAnnotations": {}}).to_string();
     let out = s.run(&["kubelet"], &bad, &[], false);
@@ -129,9 +185,20 @@ fn service_account_token_pulls_as_the_pods_identity() {
 fn mirrored_upstream_gets_the_acr_credential_under_both_keys() {
     let s = Setup::new();
     s.write_config("[kubelet]\nmirrors = { \"mcr.microsoft.com\" = \"myreg.azurecr.io\" }\n");
-    let (_, auth) = response(&s.run(&["kubelet"], &request("mcr.microsoft.com/dotnet/runtime"), &[], true), V1);
+    let (_, auth) = response(
+        &s.run(
+            &["kubelet"],
+            &request("mcr.microsoft.com/dotnet/runtime"),
+            &[],
+            true,
+        ),
+        V1,
+    );
     let mut keys: Vec<_> = auth.keys().cloned().collect();
     keys.sort();
     assert_eq!(keys, ["mcr.microsoft.com", "myreg.azurecr.io"]);
-    assert_eq!(s.fake.count_for(Endpoint::AcrExchange, "myreg.azurecr.io"), 1);
+    assert_eq!(
+        s.fake.count_for(Endpoint::AcrExchange, "myreg.azurecr.io"),
+        1
+    );
 }

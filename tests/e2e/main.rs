@@ -4,6 +4,7 @@
 //! Azure names at the fake inside a private mount namespace.
 
 mod agent;
+mod configure;
 mod get;
 mod identities;
 mod kubelet;

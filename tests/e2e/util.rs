@@ -24,8 +24,16 @@ impl Setup {
     pub fn new() -> Setup {
         let fake = FakeAzure::start();
         let world = World::new(&fake);
+        Setup::with(fake, world)
+    }
+
+    /// Wraps an existing fake and world; the agent's keyring persistence is off so tests never
+    /// write the machine's real keyring (the test that checks persistence turns it on and cleans up).
+    pub fn with(fake: FakeAzure, world: World) -> Setup {
         let sp = world.env_secret_app(&fake);
-        Setup { fake, world, sp }
+        let s = Setup { fake, world, sp };
+        s.write_config("");
+        s
     }
 
     /// `docker-credential-acr ARGS` with STDIN, the SP identity and the agent OFF.
@@ -70,6 +78,10 @@ impl Setup {
         let dir = self.world.config_dir().join("docker-credential-acr");
         std::fs::create_dir_all(&dir).expect("config dir");
         let path = dir.join("config.toml");
+        let mut text = text.to_string();
+        if !text.contains("[agent]") {
+            text.push_str("\n[agent]\npersist = false\n");
+        }
         std::fs::write(&path, text).expect("write config");
         path
     }

@@ -63,8 +63,7 @@ fn store_erase_list_never_break_docker_login_or_logout() {
 fn config_adds_registries_and_sets_the_answer_form() {
     let fake = FakeAzure::start_with(FakeOptions::default().extra_name("registry.corp.example"));
     let world = World::new(&fake);
-    let sp = world.env_secret_app(&fake);
-    let s = Setup { fake, world, sp };
+    let s = Setup::with(fake, world);
     let cfg = s.write_config(
         "[[registry]]\nmatch = \"registry.corp.example\"\ncredential_form = \"identity-token\"\n",
     );

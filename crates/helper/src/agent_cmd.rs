@@ -4,14 +4,68 @@ use crate::args::AgentRunOpts;
 use crate::client;
 use crate::output::{stderr_line, stdout_line};
 use crate::warm::human;
+use acr_agent::{AgentOptions, ServeOutcome};
+use acr_proto::config::Config;
 use acr_proto::ipc::{Request, Response};
+use acr_token::policy::Policy;
+use acr_token::{Engine, SystemClock};
 use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// `agent run`: serve until stopped. Used by auto-start (`--ready-fd`) and by service units.
 pub fn run(opts: AgentRunOpts) -> u8 {
+    let log = opts.log_file.as_ref().and_then(|p| open_log(p));
+    crate::logging::init(log);
     let mut ready = opts.ready_fd.and_then(ready_file);
-    report_start_failure(&mut ready, "agent not built yet")
+    let config = match Config::load(&|k| std::env::var(k).ok()) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!("{e}; using defaults");
+            Config::default()
+        }
+    };
+    let socket_path = if opts.system {
+        PathBuf::from(acr_proto::paths::SYSTEM_RUNTIME_DIR).join(acr_proto::paths::SOCKET_NAME)
+    } else {
+        acr_proto::paths::socket_path()
+    };
+    let options = AgentOptions {
+        socket_path,
+        system: opts.system,
+        policy: Policy::from_settings(&config.agent),
+        persist: config.agent.persist.unwrap_or(true),
+        exit_when_idle: !opts.system,
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            return report_start_failure(&mut ready, &format!("cannot start the runtime: {e}"))
+        }
+    };
+    let clock = Arc::new(SystemClock);
+    let engine = Arc::new(Engine::new(clock.clone()));
+    let result = rt.block_on(acr_agent::serve(
+        options,
+        engine.clone(),
+        engine,
+        clock,
+        ready.take(),
+        acr_agent::signals(),
+    ));
+    match result {
+        Ok(ServeOutcome::Stopped) | Ok(ServeOutcome::AlreadyRunning) => 0,
+        Err(e) => {
+            tracing::error!("{e}");
+            stderr_line(&e.to_string());
+            1
+        }
+    }
 }
 
 fn report_start_failure(ready: &mut Option<std::fs::File>, message: &str) -> u8 {

@@ -44,10 +44,19 @@ pub enum Command {
     AgentStop,
     /// `kubelet`: credential provider exec plugin.
     Kubelet,
+    /// `configure [--containers] [--dry-run] REGISTRY...`.
+    Configure {
+        /// Registries to wire (empty: the exact ones in the config file).
+        registries: Vec<String>,
+        /// Also containers' auth.json.
+        containers: bool,
+        /// Show, don't write.
+        dry_run: bool,
+    },
 }
 
 /// One-line usage, printed for bad arguments.
-pub const USAGE: &str = "Usage: docker-credential-acr <store|get|erase|list|version> | warm [--min-ttl 2h] REGISTRY... | agent <run|status|stop> | kubelet";
+pub const USAGE: &str = "Usage: docker-credential-acr <store|get|erase|list|version> | warm [--min-ttl 2h] REGISTRY... | agent <run|status|stop> | kubelet | configure [--containers] [--dry-run] REGISTRY...";
 
 /// Parses arguments (without the program name).
 pub fn parse(args: &[String]) -> Result<Command, String> {
@@ -65,12 +74,18 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         ["agent", "status", "--json"] => Ok(Command::AgentStatus { json: true }),
         ["agent", "stop"] => Ok(Command::AgentStop),
         ["kubelet"] => Ok(Command::Kubelet),
+        ["configure", rest @ ..] => parse_configure(rest),
         [] => Err(USAGE.to_string()),
-        [verb, ..] if !verb.starts_with('-') && !["warm", "agent", "kubelet"].contains(verb) => Err(format!(
-            "{}: unknown action: {}",
-            crate::NAME,
-            printable(verb)
-        )),
+        [verb, ..]
+            if !verb.starts_with('-')
+                && !["warm", "agent", "kubelet", "configure"].contains(verb) =>
+        {
+            Err(format!(
+                "{}: unknown action: {}",
+                crate::NAME,
+                printable(verb)
+            ))
+        }
         _ => Err(USAGE.to_string()),
     }
 }
@@ -106,6 +121,25 @@ fn parse_warm(rest: &[&str]) -> Result<Command, String> {
     Ok(Command::Warm {
         min_ttl,
         registries,
+    })
+}
+
+fn parse_configure(rest: &[&str]) -> Result<Command, String> {
+    let (mut containers, mut dry_run, mut registries) = (false, false, Vec::new());
+    for a in rest {
+        match *a {
+            "--containers" => containers = true,
+            "--dry-run" | "-n" => dry_run = true,
+            o if o.starts_with('-') => {
+                return Err(format!("configure: unknown option {}", printable(o)))
+            }
+            r => registries.push(r.to_string()),
+        }
+    }
+    Ok(Command::Configure {
+        registries,
+        containers,
+        dry_run,
     })
 }
 

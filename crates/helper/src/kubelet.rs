@@ -23,7 +23,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// API versions kubelet may speak; we answer with the request's.
-pub const API_VERSIONS: &[&str] = &["credentialprovider.kubelet.k8s.io/v1", "credentialprovider.kubelet.k8s.io/v1beta1", "credentialprovider.kubelet.k8s.io/v1alpha1"];
+pub const API_VERSIONS: &[&str] = &[
+    "credentialprovider.kubelet.k8s.io/v1",
+    "credentialprovider.kubelet.k8s.io/v1beta1",
+    "credentialprovider.kubelet.k8s.io/v1alpha1",
+];
 
 /// Default service-account annotation naming the client id (as Azure's own plugin uses).
 pub const CLIENT_ID_ANNOTATION: &str = "kubernetes.azure.com/acr-client-id";
@@ -78,7 +82,11 @@ pub fn run() -> u8 {
 
 fn respond() -> Result<String, String> {
     let mut input = Vec::new();
-    std::io::stdin().lock().take(1 << 20).read_to_end(&mut input).map_err(|e| format!("cannot read the request: {e}"))?;
+    std::io::stdin()
+        .lock()
+        .take(1 << 20)
+        .read_to_end(&mut input)
+        .map_err(|e| format!("cannot read the request: {e}"))?;
     let req = parse_request(&input)?;
     let config = Config::load(&|k| std::env::var(k).ok()).map_err(|e| e.to_string())?;
     let resp = answer(&req, &config)?;
@@ -90,12 +98,23 @@ pub fn parse_request(input: &[u8]) -> Result<ProviderRequest, String> {
     if input.iter().all(u8::is_ascii_whitespace) {
         return Err("empty CredentialProviderRequest on stdin".into());
     }
-    let req: ProviderRequest = serde_json::from_slice(input).map_err(|e| format!("malformed CredentialProviderRequest: {}", e.to_string().replace('\n', " ")))?;
+    let req: ProviderRequest = serde_json::from_slice(input).map_err(|e| {
+        format!(
+            "malformed CredentialProviderRequest: {}",
+            e.to_string().replace('\n', " ")
+        )
+    })?;
     if !API_VERSIONS.contains(&req.api_version.as_str()) {
-        return Err(format!("unsupported apiVersion {:?}; expected credentialprovider.kubelet.k8s.io/v1", req.api_version.chars().take(80).collect::<String>()));
+        return Err(format!(
+            "unsupported apiVersion {:?}; expected credentialprovider.kubelet.k8s.io/v1",
+            req.api_version.chars().take(80).collect::<String>()
+        ));
     }
     if req.kind != "CredentialProviderRequest" {
-        return Err(format!("unexpected kind {:?}; expected CredentialProviderRequest", req.kind.chars().take(80).collect::<String>()));
+        return Err(format!(
+            "unexpected kind {:?}; expected CredentialProviderRequest",
+            req.kind.chars().take(80).collect::<String>()
+        ));
     }
     if req.image.trim().is_empty() {
         return Err("the request names no image".into());
@@ -104,26 +123,48 @@ pub fn parse_request(input: &[u8]) -> Result<ProviderRequest, String> {
 }
 
 fn empty(req: &ProviderRequest) -> ProviderResponse {
-    ProviderResponse { api_version: req.api_version.clone(), kind: "CredentialProviderResponse", cache_key_type: "Registry", cache_duration: Some("0s".into()), auth: BTreeMap::new() }
+    ProviderResponse {
+        api_version: req.api_version.clone(),
+        kind: "CredentialProviderResponse",
+        cache_key_type: "Registry",
+        cache_duration: Some("0s".into()),
+        auth: BTreeMap::new(),
+    }
 }
 
 fn answer(req: &ProviderRequest, config: &Config) -> Result<ProviderResponse, String> {
     let image_host = req.image.trim().split('/').next().unwrap_or("");
-    let Ok(image_host) = RegistryHost::parse(image_host) else { return Ok(empty(req)) };
+    let Ok(image_host) = RegistryHost::parse(image_host) else {
+        return Ok(empty(req));
+    };
     // A mirrored upstream (e.g. mcr.microsoft.com served by an ACR) gets the ACR's credential.
-    let mirror = config.kubelet.mirrors.iter().find(|(src, _)| RegistryHost::parse(src).is_ok_and(|s| s == image_host));
+    let mirror = config
+        .kubelet
+        .mirrors
+        .iter()
+        .find(|(src, _)| RegistryHost::parse(src).is_ok_and(|s| s == image_host));
     let target = match mirror {
-        Some((_, dst)) => RegistryHost::parse(dst).map_err(|e| format!("config: kubelet.mirrors target {dst:?}: {e}"))?,
+        Some((_, dst)) => RegistryHost::parse(dst)
+            .map_err(|e| format!("config: kubelet.mirrors target {dst:?}: {e}"))?,
         None => image_host.clone(),
     };
     if !config.recognises(&target) {
         return Ok(empty(req));
     }
     let (username, secret, expires_at) = obtain(req, &target, config)?;
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let mut auth = BTreeMap::new();
     for key in std::iter::once(target.to_string()).chain(mirror.map(|_| image_host.to_string())) {
-        auth.insert(key, AuthConfig { username: username.clone(), password: secret.clone() });
+        auth.insert(
+            key,
+            AuthConfig {
+                username: username.clone(),
+                password: secret.clone(),
+            },
+        );
     }
     Ok(ProviderResponse {
         api_version: req.api_version.clone(),
@@ -138,7 +179,10 @@ fn answer(req: &ProviderRequest, config: &Config) -> Result<ProviderResponse, St
 /// margin (10 % and at least 5 minutes, at most 30), never more than the token lives, never zero.
 pub fn cache_duration(remaining: u64) -> u64 {
     let margin = (remaining / 10).clamp(300, 1800);
-    remaining.saturating_sub(margin).max(remaining.min(60) / 2).max(1)
+    remaining
+        .saturating_sub(margin)
+        .max(remaining.min(60) / 2)
+        .max(1)
 }
 
 /// Formats seconds the way Go's `time.Duration.String` does (`2h20m0s`).
@@ -151,27 +195,69 @@ pub fn go_duration(secs: u64) -> String {
     }
 }
 
-fn obtain(req: &ProviderRequest, host: &RegistryHost, config: &Config) -> Result<(String, Secret, u64), String> {
+fn obtain(
+    req: &ProviderRequest,
+    host: &RegistryHost,
+    config: &Config,
+) -> Result<(String, Secret, u64), String> {
     let sa = service_account(req, config)?;
     // The node agent, when one runs and no per-pod identity is involved.
-    let system_socket = std::path::Path::new(acr_proto::paths::SYSTEM_RUNTIME_DIR).join(acr_proto::paths::SOCKET_NAME);
+    let system_socket = std::path::Path::new(acr_proto::paths::SYSTEM_RUNTIME_DIR)
+        .join(acr_proto::paths::SOCKET_NAME);
     if sa.is_none() && system_socket.exists() && !crate::docker::agent_disabled() {
-        let request = Request::Get { registry: host.to_string(), env: crate::docker::request_env(config), min_ttl_secs: None };
+        let request = Request::Get {
+            registry: host.to_string(),
+            env: crate::docker::request_env(config),
+            min_ttl_secs: None,
+        };
         match client::call(&system_socket, request, Duration::from_secs(40)) {
-            Ok(Response::Credential { username, secret, expires_at, .. }) => return Ok((username, secret, expires_at)),
+            Ok(Response::Credential {
+                username,
+                secret,
+                expires_at,
+                ..
+            }) => return Ok((username, secret, expires_at)),
             Ok(Response::Error { message }) => return Err(message),
-            other => tracing::debug!("node agent unavailable ({}); answering in-process", if other.is_ok() { "unexpected answer" } else { "no answer" }),
+            other => tracing::debug!(
+                "node agent unavailable ({}); answering in-process",
+                if other.is_ok() {
+                    "unexpected answer"
+                } else {
+                    "no answer"
+                }
+            ),
         }
     }
     in_process(host, config, sa).map_err(|e| e.to_string())
 }
 
-fn service_account(req: &ProviderRequest, config: &Config) -> Result<Option<(String, String, Secret)>, String> {
-    let Some(token) = req.service_account_token.clone().filter(|t| !t.is_empty()) else { return Ok(None) };
-    let client_key = config.kubelet.client_id_annotation.as_deref().unwrap_or(CLIENT_ID_ANNOTATION);
-    let tenant_key = config.kubelet.tenant_id_annotation.as_deref().unwrap_or(TENANT_ID_ANNOTATION);
-    let client = req.service_account_annotations.get(client_key).filter(|v| !v.is_empty());
-    let tenant = req.service_account_annotations.get(tenant_key).filter(|v| !v.is_empty()).cloned().or_else(|| std::env::var("AZURE_TENANT_ID").ok());
+fn service_account(
+    req: &ProviderRequest,
+    config: &Config,
+) -> Result<Option<(String, String, Secret)>, String> {
+    let Some(token) = req.service_account_token.clone().filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    let client_key = config
+        .kubelet
+        .client_id_annotation
+        .as_deref()
+        .unwrap_or(CLIENT_ID_ANNOTATION);
+    let tenant_key = config
+        .kubelet
+        .tenant_id_annotation
+        .as_deref()
+        .unwrap_or(TENANT_ID_ANNOTATION);
+    let client = req
+        .service_account_annotations
+        .get(client_key)
+        .filter(|v| !v.is_empty());
+    let tenant = req
+        .service_account_annotations
+        .get(tenant_key)
+        .filter(|v| !v.is_empty())
+        .cloned()
+        .or_else(|| std::env::var("AZURE_TENANT_ID").ok());
     match (client, tenant) {
         (Some(c), Some(t)) => Ok(Some((t, c.clone(), token))),
         (None, _) => Err(format!("the pod's service account has a token but no {client_key} annotation: annotate it with the client id of the identity that may pull")),
@@ -179,17 +265,35 @@ fn service_account(req: &ProviderRequest, config: &Config) -> Result<Option<(Str
     }
 }
 
-fn in_process(host: &RegistryHost, config: &Config, sa: Option<(String, String, Secret)>) -> Result<(String, Secret, u64), TokenError> {
+fn in_process(
+    host: &RegistryHost,
+    config: &Config,
+    sa: Option<(String, String, Secret)>,
+) -> Result<(String, Secret, u64), TokenError> {
     let engine = Engine::new(Arc::new(SystemClock));
     let env = IdentityEnv::capture();
     // On a node the identity chain ends in managed identity: Azure VMs are detected by their
     // DMI asset tag, and IMDS is never probed anywhere else.
     let plan = match sa {
-        Some((tenant, client, token)) => acr_token::plan::plan_service_account(host, &env, config, tenant, client, token)?,
+        Some((tenant, client, token)) => {
+            acr_token::plan::plan_service_account(host, &env, config, tenant, client, token)?
+        }
         None => engine.plan(host, &env, config)?,
     };
-    let Some(plan) = plan else { return Err(TokenError::Protocol { host: host.to_string(), message: "not a registry this provider serves".into() }) };
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| TokenError::Unavailable { host: "localhost".into(), message: e.to_string(), retry_after: None })?;
+    let Some(plan) = plan else {
+        return Err(TokenError::Protocol {
+            host: host.to_string(),
+            message: "not a registry this provider serves".into(),
+        });
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| TokenError::Unavailable {
+            host: "localhost".into(),
+            message: e.to_string(),
+            retry_after: None,
+        })?;
     let token = rt.block_on(engine.acquire(&plan))?;
     let username = match plan.form {
         // kubelet's API has only username/password; containerd drops a password with an empty
@@ -228,7 +332,10 @@ mod tests {
         assert!(parse_request(b"").is_err());
         assert!(parse_request(b"{").is_err());
         assert!(parse_request(br#"{"apiVersion":"credentialprovider.kubelet.k8s.io/v2","kind":"CredentialProviderRequest","image":"a/b"}"#).is_err());
-        assert!(parse_request(br#"{"apiVersion":"credentialprovider.kubelet.k8s.io/v1","kind":"Pod","image":"a/b"}"#).is_err());
+        assert!(parse_request(
+            br#"{"apiVersion":"credentialprovider.kubelet.k8s.io/v1","kind":"Pod","image":"a/b"}"#
+        )
+        .is_err());
         assert!(parse_request(br#"{"apiVersion":"credentialprovider.kubelet.k8s.io/v1","kind":"CredentialProviderRequest","image":""}"#).is_err());
         let ok = parse_request(br#"{"apiVersion":"credentialprovider.kubelet.k8s.io/v1","kind":"CredentialProviderRequest","image":"r.azurecr.io/a"}"#).unwrap();
         assert_eq!(ok.image, "r.azurecr.io/a");

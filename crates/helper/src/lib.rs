@@ -8,6 +8,7 @@
 mod agent_cmd;
 mod args;
 mod client;
+mod configure;
 mod docker;
 mod inproc;
 mod kubelet;
@@ -61,5 +62,10 @@ fn dispatch(cmd: args::Command) -> u8 {
         AgentStatus { json } => agent_cmd::status(json),
         AgentStop => agent_cmd::stop(),
         Kubelet => kubelet::run(),
+        Configure {
+            registries,
+            containers,
+            dry_run,
+        } => configure::run(&registries, containers, dry_run),
     }
 }

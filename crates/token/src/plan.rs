@@ -183,7 +183,11 @@ pub fn plan_service_account(
     client_id: String,
     token: Secret,
 ) -> Result<Option<Plan>, TokenError> {
-    let source = Source::Federated { tenant, client_id, assertion: AssertionSource::Static(token) };
+    let source = Source::Federated {
+        tenant,
+        client_id,
+        assertion: AssertionSource::Static(token),
+    };
     plan_with(registry, env, config, false, Some(source))
 }
 
@@ -800,4 +804,3 @@ mod tests {
         .is_none());
     }
 }
-

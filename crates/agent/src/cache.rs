@@ -1,0 +1,290 @@
+//! The token cache: one entry per plan key (identity × registry × audience), each with its own
+//! single-flight lock, failure bookkeeping and refresh deadline.
+//!
+//! Entries are shared (`Arc`) between connection handlers and the scheduler. Two locks per entry:
+//! a short `std` mutex over the bookkeeping (never held across an await) and an async `flight`
+//! mutex held for the whole of an acquisition, so however many gets and refreshes race for one
+//! key, exactly one reaches upstream and the rest re-check the cache after it finishes.
+
+use crate::state::Shared;
+use acr_proto::host::RegistryHost;
+use acr_token::policy::Policy;
+use acr_token::{AcrToken, Plan, TokenError};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+/// Longest one acquisition may take before it counts as a transient failure, so a hung upstream
+/// cannot hold an entry's single-flight lock forever.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Bookkeeping of one entry.
+#[derive(Default)]
+pub(crate) struct State {
+    /// The cached token, if any.
+    pub token: Option<AcrToken>,
+    /// Refresh jitter of the current token, in 0..1.
+    pub jitter: f64,
+    /// Wall clock of the last `get` for this entry.
+    pub last_used: u64,
+    /// When the scheduler should next renew (None: not scheduled).
+    pub next_refresh: Option<u64>,
+    /// One-line message of the last failed acquisition, cleared on success.
+    pub last_error: Option<String>,
+    /// Consecutive transient failures (the backoff exponent).
+    pub failures: u32,
+    /// No upstream attempt before this wall-clock second (after a transient failure).
+    pub retry_not_before: Option<u64>,
+    /// `get` requests answered.
+    pub gets: u64,
+    /// Acquisitions attempted.
+    pub acquisitions: u64,
+    /// Acquisitions finished (success or failure): a waiter that sees this change while it
+    /// waited for the flight lock shares that outcome instead of trying again.
+    pub completed: u64,
+}
+
+/// One cached (identity, registry) pair.
+pub(crate) struct Entry {
+    /// Cache key from the plan.
+    pub key: String,
+    /// Registry host.
+    pub registry: RegistryHost,
+    /// Identity in words (never a secret).
+    pub identity: String,
+    /// The latest caller's plan, used by the scheduler to renew.
+    plan: Mutex<Plan>,
+    state: Mutex<State>,
+    /// Held for the whole of an acquisition (single-flight).
+    pub flight: tokio::sync::Mutex<()>,
+    /// Set by `forget`, so an acquisition finishing afterwards does not persist its token.
+    forgotten: AtomicBool,
+}
+
+impl Entry {
+    fn new(plan: Plan) -> Entry {
+        Entry {
+            key: plan.key.clone(),
+            registry: plan.registry.clone(),
+            identity: plan.identity.clone(),
+            plan: Mutex::new(plan),
+            state: Mutex::new(State::default()),
+            flight: tokio::sync::Mutex::new(()),
+            forgotten: AtomicBool::new(false),
+        }
+    }
+
+    /// The bookkeeping, locked briefly.
+    pub fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn plan(&self) -> Plan {
+        self.plan.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The cached token if it may be served at `now` without renewal.
+    pub fn servable(&self, policy: &Policy, now: u64, min_ttl: Option<u64>) -> Option<AcrToken> {
+        let st = self.state();
+        st.token
+            .as_ref()
+            .filter(|t| policy.fresh_enough(t, now, min_ttl))
+            .cloned()
+    }
+
+    /// The cached token if it has any life left at `now`.
+    pub fn still_valid(&self, now: u64) -> Option<AcrToken> {
+        let st = self.state();
+        st.token.as_ref().filter(|t| t.remaining(now) > 0).cloned()
+    }
+}
+
+/// A token kept in the keyring by an earlier agent, waiting for its first `get`.
+pub(crate) struct Preloaded {
+    /// Registry host (display form).
+    pub registry: String,
+    /// The token.
+    pub token: AcrToken,
+}
+
+/// All entries, by plan key.
+#[derive(Default)]
+pub(crate) struct Cache {
+    entries: Mutex<HashMap<String, Arc<Entry>>>,
+    preloaded: Mutex<HashMap<String, Preloaded>>,
+}
+
+impl Cache {
+    fn entries(&self) -> MutexGuard<'_, HashMap<String, Arc<Entry>>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn preloaded(&self) -> MutexGuard<'_, HashMap<String, Preloaded>> {
+        self.preloaded.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds tokens restored from the keyring.
+    pub fn preload(&self, tokens: impl IntoIterator<Item = (String, Preloaded)>) {
+        self.preloaded().extend(tokens);
+    }
+
+    /// The entry for a `get` with this plan, created on first use (adopting a restored token),
+    /// marked as used at `now`. Returns whether the scheduler should look again.
+    pub fn use_entry(&self, plan: Plan, now: u64, policy: &Policy) -> (Arc<Entry>, bool) {
+        let mut entries = self.entries();
+        let mut created = false;
+        let entry = entries
+            .entry(plan.key.clone())
+            .or_insert_with(|| {
+                created = true;
+                Arc::new(Entry::new(plan.clone()))
+            })
+            .clone();
+        drop(entries);
+        if !created {
+            *entry.plan.lock().unwrap_or_else(|p| p.into_inner()) = plan;
+        }
+        let restored = if created {
+            self.preloaded().remove(&entry.key)
+        } else {
+            None
+        };
+        let mut st = entry.state();
+        if let Some(p) = restored {
+            if st.token.is_none() {
+                st.jitter = rand::random();
+                st.token = Some(p.token);
+            }
+        }
+        st.last_used = now;
+        st.gets += 1;
+        // Re-arm an entry that went idle; not one whose last failure was permanent (a get that
+        // finds its token low tries again itself).
+        let mut wake = created;
+        let failed_for_good = st.last_error.is_some() && st.retry_not_before.is_none();
+        if st.next_refresh.is_none() && !failed_for_good {
+            if let Some(t) = &st.token {
+                let at = policy
+                    .refresh_at(t, st.jitter)
+                    .max(st.retry_not_before.unwrap_or(0));
+                st.next_refresh = Some(at);
+                wake = true;
+            }
+        }
+        drop(st);
+        (entry, wake)
+    }
+
+    /// Removes every entry (all identities) and restored token of `registry`; returns their keys.
+    pub fn forget(&self, registry: &RegistryHost) -> Vec<String> {
+        let mut keys = Vec::new();
+        self.entries().retain(|key, e| {
+            let hit = &e.registry == registry;
+            if hit {
+                e.forgotten.store(true, Ordering::SeqCst);
+                keys.push(key.clone());
+            }
+            !hit
+        });
+        let name = registry.to_string();
+        self.preloaded().retain(|key, p| {
+            let hit = p.registry == name;
+            if hit {
+                keys.push(key.clone());
+            }
+            !hit
+        });
+        keys
+    }
+
+    /// A snapshot of all entries.
+    pub fn all(&self) -> Vec<Arc<Entry>> {
+        self.entries().values().cloned().collect()
+    }
+
+    /// Restored tokens not yet claimed by a `get`: (registry, expires_at).
+    pub fn preloaded_summary(&self) -> Vec<(String, u64)> {
+        self.preloaded()
+            .values()
+            .map(|p| (p.registry.clone(), p.token.expires_at))
+            .collect()
+    }
+
+    /// Drops the entry for `key` if it is `entry` (not a newer one).
+    pub fn remove_if_same(&self, entry: &Arc<Entry>) {
+        let mut entries = self.entries();
+        if entries
+            .get(&entry.key)
+            .is_some_and(|e| Arc::ptr_eq(e, entry))
+        {
+            entries.remove(&entry.key);
+        }
+        drop(entries);
+    }
+
+    /// Drops restored tokens that expired unclaimed.
+    pub fn drop_expired_preloaded(&self, now: u64) -> Option<u64> {
+        let mut pre = self.preloaded();
+        pre.retain(|_, p| p.token.expires_at > now);
+        pre.values().map(|p| p.token.expires_at).min()
+    }
+}
+
+/// One upstream acquisition for `entry`, with the bookkeeping every caller needs. The caller
+/// must hold `entry.flight`.
+pub(crate) async fn acquire_locked(shared: &Shared, entry: &Entry) -> Result<AcrToken, TokenError> {
+    let plan = entry.plan();
+    entry.state().acquisitions += 1;
+    tracing::debug!(registry = %entry.registry, identity = %entry.identity, "acquiring token");
+    let result = match tokio::time::timeout(ACQUIRE_TIMEOUT, shared.acquirer.acquire(&plan)).await
+    {
+        Ok(r) => r,
+        Err(_) => Err(TokenError::Unavailable {
+            host: entry.registry.to_string(),
+            message: format!(
+                "token acquisition did not finish within {} s; check network access to Entra ID and the registry",
+                ACQUIRE_TIMEOUT.as_secs()
+            ),
+            retry_after: None,
+        }),
+    };
+    drop(plan);
+    let now = shared.clock.now();
+    let mut st = entry.state();
+    st.completed += 1;
+    match &result {
+        Ok(token) => {
+            st.jitter = rand::random();
+            st.next_refresh = Some(shared.policy.refresh_at(token, st.jitter));
+            st.token = Some(token.clone());
+            st.last_error = None;
+            st.failures = 0;
+            st.retry_not_before = None;
+            tracing::debug!(registry = %entry.registry, expires_at = token.expires_at, "token acquired");
+        }
+        Err(e) => {
+            st.last_error = Some(e.to_string());
+            if e.is_transient() {
+                let delay = Policy::backoff(st.failures, e.retry_after(), rand::random());
+                st.failures = st.failures.saturating_add(1);
+                let at = now + delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
+                st.retry_not_before = Some(at);
+                st.next_refresh = Some(at);
+            } else {
+                st.failures = 0;
+                st.retry_not_before = None;
+                st.next_refresh = None;
+            }
+            tracing::debug!(registry = %entry.registry, transient = e.is_transient(), error = %e, "token acquisition failed");
+        }
+    }
+    drop(st);
+    if let (Ok(token), Some(persist)) = (&result, &shared.persist) {
+        if !entry.forgotten.load(Ordering::SeqCst) {
+            persist.save(&entry.key, &entry.registry.to_string(), token);
+        }
+    }
+    shared.wake.notify_one();
+    result
+}

@@ -1,0 +1,219 @@
+//! One connection: check the peer, read one frame, answer it, close.
+//!
+//! The socket file is 0600 in a 0700 directory, but the peer's uid is checked anyway (abstract
+//! sockets, bind mounts and inherited descriptors bypass file permissions). Root may always ask,
+//! because docker and kubelet run as root. A frame is capped at [`MAX_FRAME`] before its body is
+//! read and the whole read is bounded by [`READ_TIMEOUT`], so a stuck or hostile client costs
+//! one idle task for a few seconds and nothing else.
+
+use crate::state::Shared;
+use crate::{forget, get, status};
+use acr_proto::ipc::{self, Envelope, Request, Response, MAX_FRAME, PROTOCOL_VERSION};
+use interprocess::local_socket::tokio::Stream;
+use interprocess::local_socket::traits::StreamCommon as _;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Longest a client may take to send its request.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Longest writing the answer may take.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a frame turned out to be.
+enum Frame {
+    /// A request of our protocol version.
+    Request(Request),
+    /// `stop`, whatever the version (its shape never changes).
+    Stop,
+    /// A request of another protocol version.
+    OtherVersion(u32),
+    /// Not a request at all.
+    Malformed(String),
+}
+
+/// Serves one connection to completion.
+pub(crate) async fn handle(conn: Stream, shared: Arc<Shared>) {
+    if !peer_allowed(&conn) {
+        return;
+    }
+    shared.touch();
+    let body = match tokio::time::timeout(READ_TIMEOUT, read_body(&conn)).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(ReadError::TooLarge(len))) => {
+            tracing::debug!(len, "rejected oversized frame");
+            let message = format!("request of {len} bytes exceeds the {MAX_FRAME}-byte limit");
+            write(&conn, &Response::Error { message }).await;
+            return;
+        }
+        Ok(Err(ReadError::Io(e))) => {
+            tracing::debug!(error = %e, "connection closed before a full request");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!("client sent no complete request within the read timeout");
+            return;
+        }
+    };
+    let mut stop = false;
+    let response = match classify(&body) {
+        Frame::Request(request) => dispatch(&shared, request, &mut stop).await,
+        Frame::Stop => {
+            stop = true;
+            Response::Ok
+        }
+        Frame::OtherVersion(v) => {
+            tracing::debug!(
+                client = v,
+                agent = PROTOCOL_VERSION,
+                "protocol version mismatch"
+            );
+            Response::VersionMismatch {
+                agent: PROTOCOL_VERSION,
+            }
+        }
+        Frame::Malformed(message) => Response::Error { message },
+    };
+    write(&conn, &response).await;
+    shared.touch();
+    if stop {
+        tracing::debug!("stop requested");
+        shared.stop.notify_one();
+    }
+}
+
+/// The table of contents: one line per request.
+async fn dispatch(shared: &Shared, request: Request, stop: &mut bool) -> Response {
+    match request {
+        Request::Get {
+            registry,
+            env,
+            min_ttl_secs,
+        } => get::handle(shared, &registry, &env, min_ttl_secs).await,
+        Request::Forget { registry } => forget::handle(shared, &registry),
+        Request::Status => status::handle(shared),
+        Request::Stop => {
+            *stop = true;
+            Response::Ok
+        }
+    }
+}
+
+/// Our uid or root; anything else (or no credentials at all) is refused.
+fn peer_allowed(conn: &Stream) -> bool {
+    let me = crate::instance::euid();
+    match conn.peer_creds().map(|c| c.euid()) {
+        Ok(Some(uid)) if uid == me || uid == 0 => true,
+        Ok(uid) => {
+            tracing::debug!(peer_uid = ?uid, "refused a connection from another user");
+            false
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "refused a connection without peer credentials");
+            false
+        }
+    }
+}
+
+enum ReadError {
+    TooLarge(usize),
+    Io(std::io::Error),
+}
+
+async fn read_body(conn: &Stream) -> Result<Vec<u8>, ReadError> {
+    let mut reader = conn;
+    let mut header = [0u8; 4];
+    reader
+        .read_exact(&mut header)
+        .await
+        .map_err(ReadError::Io)?;
+    let len = match ipc::body_len(header) {
+        Ok(len) => len,
+        Err(_) => return Err(ReadError::TooLarge(u32::from_be_bytes(header) as usize)),
+    };
+    let mut body = vec![0u8; len];
+    reader.read_exact(&mut body).await.map_err(ReadError::Io)?;
+    Ok(body)
+}
+
+/// Decides what a frame is. `stop` is recognised from its frozen shape before anything else, so
+/// an agent of any version can be stopped by a helper of any version.
+fn classify(body: &[u8]) -> Frame {
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        v: Option<u32>,
+        op: Option<String>,
+    }
+    let probe: Option<Probe> = serde_json::from_slice(body).ok();
+    if probe.as_ref().and_then(|p| p.op.as_deref()) == Some("stop") {
+        return Frame::Stop;
+    }
+    match ipc::decode::<Envelope>(body) {
+        Ok(env) if env.v == PROTOCOL_VERSION => Frame::Request(env.request),
+        Ok(env) => Frame::OtherVersion(env.v),
+        Err(e) => match probe.and_then(|p| p.v) {
+            Some(v) if v != PROTOCOL_VERSION => Frame::OtherVersion(v),
+            _ => Frame::Malformed(get::one_line(format!("malformed request: {e}"))),
+        },
+    }
+}
+
+async fn write(conn: &Stream, response: &Response) {
+    let frame = match ipc::encode(response) {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::debug!(error = %e, "could not encode a response");
+            let fallback = Response::Error {
+                message: e.to_string(),
+            };
+            match ipc::encode(&fallback) {
+                Ok(f) => f,
+                Err(_) => return,
+            }
+        }
+    };
+    let mut writer = conn;
+    let written = tokio::time::timeout(WRITE_TIMEOUT, async {
+        writer.write_all(&frame).await?;
+        writer.flush().await
+    })
+    .await;
+    match written {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!(error = %e, "could not write the response"),
+        Err(_) => tracing::debug!("client did not read the response in time"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_are_classified() {
+        assert!(matches!(classify(br#"{"v":99,"op":"stop"}"#), Frame::Stop));
+        assert!(matches!(classify(br#"{"v":1,"op":"stop"}"#), Frame::Stop));
+        assert!(matches!(
+            classify(br#"{"v":1,"op":"status"}"#),
+            Frame::Request(Request::Status)
+        ));
+        assert!(matches!(
+            classify(br#"{"v":2,"op":"status"}"#),
+            Frame::OtherVersion(2)
+        ));
+        // A future request shape we cannot parse is still a version question, not garbage.
+        assert!(matches!(
+            classify(br#"{"v":7,"op":"teleport","x":[1]}"#),
+            Frame::OtherVersion(7)
+        ));
+        match classify(b"{not json") {
+            Frame::Malformed(m) => assert!(m.starts_with("malformed request") && !m.contains('\n')),
+            _ => panic!("garbage accepted"),
+        }
+        assert!(matches!(
+            classify(br#"{"v":1,"op":"teleport"}"#),
+            Frame::Malformed(_)
+        ));
+    }
+}

@@ -1,0 +1,210 @@
+//! Owning the socket: a private directory, one agent per directory, and no stale files.
+//!
+//! Single-instance is decided by an exclusive `flock` on `<dir>/agent.lock`, not by probing the
+//! socket: the kernel drops the lock when its owner dies, however it dies, so a socket file left
+//! behind by `kill -9` is recognisably stale (we got the lock) and a live agent is recognisably
+//! live (we did not), with no connect-and-guess race between two agents starting at once.
+
+use crate::error::AgentError;
+use interprocess::local_socket::tokio::Listener;
+use interprocess::local_socket::{GenericFilePath, ListenerOptions, ToFsName};
+use interprocess::os::unix::local_socket::ListenerOptionsExt;
+use std::fs::{File, OpenOptions};
+use std::io::ErrorKind;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::io::AsRawFd;
+use std::path::Path;
+
+/// File name of the single-instance lock inside the socket's directory.
+pub const LOCK_NAME: &str = "agent.lock";
+
+/// Longest socket path `sockaddr_un` holds, leaving room for the terminating NUL.
+#[cfg(target_os = "linux")]
+const MAX_SOCKET_PATH: usize = 107;
+#[cfg(not(target_os = "linux"))]
+const MAX_SOCKET_PATH: usize = 103;
+
+/// The held single-instance lock. Dropping it closes the file, which releases the `flock`.
+#[derive(Debug)]
+pub(crate) struct InstanceLock {
+    _file: File,
+}
+
+/// What [`claim`] found.
+pub(crate) enum Claim {
+    /// We own the directory: the lock is held and the socket is listening.
+    Owned {
+        /// The lock; keep it until the socket file is removed.
+        lock: InstanceLock,
+        /// The bound listener.
+        listener: Listener,
+    },
+    /// Another live agent holds the lock.
+    AlreadyRunning,
+}
+
+/// Our effective uid, which the directory and every peer must match.
+pub(crate) fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Keeps tokens out of core dumps and away from same-uid `ptrace` (Linux only).
+pub(crate) fn disable_core_dumps() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: PR_SET_DUMPABLE takes plain integer arguments and touches no memory of ours.
+        let rc = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+        if rc != 0 {
+            tracing::debug!(error = %std::io::Error::last_os_error(), "could not disable core dumps");
+        }
+    }
+}
+
+/// Secures the socket's directory, takes the lock, removes a stale socket and binds a new one.
+pub(crate) fn claim(socket: &Path) -> Result<Claim, AgentError> {
+    let len = socket.as_os_str().len();
+    if len > MAX_SOCKET_PATH {
+        return Err(AgentError::PathTooLong {
+            path: socket.to_path_buf(),
+            len,
+            max: MAX_SOCKET_PATH,
+        });
+    }
+    let dir = socket
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .ok_or_else(|| AgentError::NoParent {
+            path: socket.to_path_buf(),
+        })?;
+    secure_dir(dir)?;
+    let Some(lock) = lock(&dir.join(LOCK_NAME))? else {
+        return Ok(Claim::AlreadyRunning);
+    };
+    match std::fs::symlink_metadata(socket) {
+        Ok(_) => {
+            // We hold the lock, so whoever created this file is gone.
+            tracing::debug!(path = %socket.display(), "removing stale agent socket");
+            std::fs::remove_file(socket).map_err(|source| AgentError::Bind {
+                path: socket.to_path_buf(),
+                source,
+            })?;
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(source) => {
+            return Err(AgentError::Bind {
+                path: socket.to_path_buf(),
+                source,
+            })
+        }
+    }
+    let listener = bind(socket).map_err(|source| AgentError::Bind {
+        path: socket.to_path_buf(),
+        source,
+    })?;
+    Ok(Claim::Owned { lock, listener })
+}
+
+/// Creates `dir` with mode 0700, or checks an existing one: a real directory, owned by us, not
+/// writable by anyone else. A directory that is ours but readable by others (systemd's default
+/// `RuntimeDirectoryMode=0755`) is tightened to 0700 rather than refused.
+fn secure_dir(dir: &Path) -> Result<(), AgentError> {
+    let io_err = |source| AgentError::RuntimeDir {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    let unsafe_dir = |reason: String| AgentError::UnsafeDir {
+        dir: dir.to_path_buf(),
+        reason,
+    };
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(io_err)?;
+    }
+    // Created 0700 from the start (umask can only remove bits); an existing path is checked
+    // below without following symlinks.
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io_err(e)),
+    }
+    let meta = std::fs::symlink_metadata(dir).map_err(io_err)?;
+    if !meta.file_type().is_dir() {
+        return Err(unsafe_dir(
+            "it is not a directory (a symlink or file)".into(),
+        ));
+    }
+    let me = euid();
+    if meta.uid() != me {
+        return Err(unsafe_dir(format!(
+            "it is owned by uid {}, not by this user (uid {me})",
+            meta.uid()
+        )));
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(unsafe_dir(format!(
+            "its mode {mode:04o} lets other users create files in it"
+        )));
+    }
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io_err)?;
+    }
+    Ok(())
+}
+
+/// Opens and exclusively locks the lock file. `Ok(None)`: another process holds it.
+fn lock(path: &Path) -> Result<Option<InstanceLock>, AgentError> {
+    let err = |source| AgentError::Lock {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(err)?;
+    let meta = file.metadata().map_err(err)?;
+    if !meta.file_type().is_file() || meta.uid() != euid() {
+        return Err(err(std::io::Error::new(
+            ErrorKind::PermissionDenied,
+            "not a regular file owned by this user",
+        )));
+    }
+    // SAFETY: the fd is open for the duration of the call; flock has no memory arguments.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc == 0 {
+        return Ok(Some(InstanceLock { _file: file }));
+    }
+    let e = std::io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Ok(None)
+    } else {
+        Err(err(e))
+    }
+}
+
+/// Binds the socket with mode 0600 applied before `listen()`, so there is no window in which
+/// another user could connect.
+fn bind(socket: &Path) -> std::io::Result<Listener> {
+    let name = socket.to_fs_name::<GenericFilePath>()?;
+    ListenerOptions::new()
+        .name(name)
+        .mode(0o600)
+        .reclaim_name(true)
+        .create_tokio()
+}
+
+/// Removes the socket file at shutdown (the lock is still held, so it can only be ours).
+pub(crate) fn remove_socket(socket: &Path) {
+    match std::fs::remove_file(socket) {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => {
+            tracing::debug!(path = %socket.display(), error = %e, "could not remove agent socket")
+        }
+    }
+}

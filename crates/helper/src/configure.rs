@@ -1,0 +1,219 @@
+//! `configure [--containers] [--dry-run] REGISTRY...`: wires the helper into docker's
+//! `config.json` (and with `--containers`, containers' `auth.json` for podman/skopeo/buildah)
+//! as `credHelpers` entries. Atomic, keeps every other key, idempotent; warns about settings that
+//! would shadow the helper.
+
+use crate::output::{stderr_line, stdout_line};
+use acr_proto::config::Config;
+use acr_proto::host::RegistryHost;
+use serde_json::{Map, Value};
+use std::path::{Path, PathBuf};
+
+/// The helper name docker appends to `docker-credential-`.
+const HELPER: &str = "acr";
+
+/// Runs `configure`.
+pub fn run(registries: &[String], containers: bool, dry_run: bool) -> u8 {
+    let hosts = match hosts(registries) {
+        Ok(h) => h,
+        Err(e) => {
+            stderr_line(&e);
+            return 1;
+        }
+    };
+    let mut files = vec![docker_config_path()];
+    if containers {
+        files.push(containers_auth_path());
+    }
+    let mut failed = false;
+    for file in &files {
+        match wire(file, &hosts, dry_run) {
+            Ok(msg) => stdout_line(&msg),
+            Err(e) => {
+                stderr_line(&e);
+                failed = true;
+            }
+        }
+    }
+    for w in shadow_warnings(&hosts) {
+        stderr_line(&format!("warning: {w}"));
+    }
+    if !on_path() {
+        stderr_line("warning: docker-credential-acr is not on PATH, so docker cannot run it: install it into a PATH directory (install/install.sh)");
+    }
+    u8::from(failed)
+}
+
+fn hosts(registries: &[String]) -> Result<Vec<RegistryHost>, String> {
+    let mut out = Vec::new();
+    for r in registries {
+        out.push(RegistryHost::parse(r).map_err(|e| format!("configure: {r}: {e}"))?);
+    }
+    if out.is_empty() {
+        // Exact (non-wildcard) registries from the config file.
+        let config = Config::load(&|k| std::env::var(k).ok()).map_err(|e| e.to_string())?;
+        out = config
+            .registries
+            .iter()
+            .filter_map(|r| r.pattern.as_deref())
+            .filter(|p| !p.contains('*'))
+            .filter_map(|p| RegistryHost::parse(p).ok())
+            .collect();
+    }
+    if out.is_empty() {
+        return Err("configure: name the registries to wire, e.g. docker-credential-acr configure myreg.azurecr.io (docker's credHelpers has no wildcards)".into());
+    }
+    Ok(out)
+}
+
+/// `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`.
+pub fn docker_config_path() -> PathBuf {
+    match std::env::var_os("DOCKER_CONFIG").filter(|v| !v.is_empty()) {
+        Some(d) => PathBuf::from(d).join("config.json"),
+        None => home().join(".docker").join("config.json"),
+    }
+}
+
+/// The persistent containers auth file: `$XDG_CONFIG_HOME/containers/auth.json`.
+pub fn containers_auth_path() -> PathBuf {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home().join(".config"));
+    base.join("containers").join("auth.json")
+}
+
+fn home() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/"))
+}
+
+fn read_json(file: &Path) -> Result<Map<String, Value>, String> {
+    match std::fs::read_to_string(file) {
+        Ok(text) if text.trim().is_empty() => Ok(Map::new()),
+        Ok(text) => match serde_json::from_str::<Value>(&text) {
+            Ok(Value::Object(m)) => Ok(m),
+            _ => Err(format!(
+                "{} is not a JSON object; fix or move it, then run configure again",
+                file.display()
+            )),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Map::new()),
+        Err(e) => Err(format!("cannot read {}: {e}", file.display())),
+    }
+}
+
+/// Adds the entries to one file; returns what happened.
+fn wire(file: &Path, hosts: &[RegistryHost], dry_run: bool) -> Result<String, String> {
+    let mut doc = read_json(file)?;
+    let helpers = doc
+        .entry("credHelpers")
+        .or_insert_with(|| Value::Object(Map::new()));
+    let Value::Object(helpers) = helpers else {
+        return Err(format!("{}: credHelpers is not an object", file.display()));
+    };
+    let mut changes = Vec::new();
+    for h in hosts {
+        let key = h.to_string();
+        if helpers.get(&key).and_then(Value::as_str) != Some(HELPER) {
+            changes.push(key.clone());
+            helpers.insert(key, Value::String(HELPER.into()));
+        }
+    }
+    if changes.is_empty() {
+        return Ok(format!("{}: unchanged", file.display()));
+    }
+    let list = changes.join(", ");
+    if dry_run {
+        return Ok(format!(
+            "{}: would set credHelpers for {list} to \"{HELPER}\" (dry run)",
+            file.display()
+        ));
+    }
+    let text = serde_json::to_string_pretty(&Value::Object(doc)).map_err(|e| e.to_string())? + "\n";
+    write_atomic(file, text.as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+    Ok(format!(
+        "{}: credHelpers for {list} now use docker-credential-acr",
+        file.display()
+    ))
+}
+
+/// Writes via a temp file in the same directory and rename, keeping the old file's mode.
+fn write_atomic(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    let dir = file.parent().unwrap_or(Path::new("."));
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let mode = std::fs::metadata(file)
+        .map(|m| m.permissions().mode() & 0o777)
+        .unwrap_or(0o600);
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        file.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("config"),
+        std::process::id()
+    ));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)?;
+    let result = f
+        .write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .and_then(|_| std::fs::rename(&tmp, file));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Settings that would make a client use something other than the helper for these hosts.
+pub fn shadow_warnings(hosts: &[RegistryHost]) -> Vec<String> {
+    let mut out = Vec::new();
+    let docker = docker_config_path();
+    let mut files = vec![docker.clone(), containers_auth_path()];
+    if let Some(run) = std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
+        // containers/image reads this one first.
+        files.insert(0, PathBuf::from(run).join("containers").join("auth.json"));
+    }
+    if let Some(f) = std::env::var_os("REGISTRY_AUTH_FILE").filter(|v| !v.is_empty()) {
+        files.insert(0, PathBuf::from(f));
+    }
+    for file in files {
+        let Ok(doc) = read_json(&file) else { continue };
+        if file == docker {
+            if let Some(store) = doc.get("credsStore").and_then(Value::as_str) {
+                out.push(format!("{} sets credsStore \"{store}\": registries without a credHelpers entry go to docker-credential-{store}", file.display()));
+            }
+        }
+        let auths = doc.get("auths").and_then(Value::as_object);
+        for h in hosts {
+            let name = h.to_string();
+            let shadowing = auths.is_some_and(|a| {
+                a.keys()
+                    .any(|k| RegistryHost::parse(k).is_ok_and(|k| k == *h))
+            });
+            let helper = doc
+                .get("credHelpers")
+                .and_then(|c| c.get(&name))
+                .and_then(Value::as_str);
+            if shadowing && helper != Some(HELPER) {
+                out.push(format!("{} has a stored login for {name} that tools reading that file use instead of the helper: remove it (docker logout {name} / podman logout {name})", file.display()));
+            }
+        }
+    }
+    out
+}
+
+/// Whether `docker-credential-acr` is found on PATH.
+pub fn on_path() -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(crate::NAME).is_file()))
+}
