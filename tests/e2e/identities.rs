@@ -74,8 +74,7 @@ fn app_service_managed_identity_system_and_user_assigned() {
         .fake
         .requests()
         .into_iter()
-        .filter(|r| r.endpoint == Endpoint::MiToken)
-        .next_back()
+        .rfind(|r| r.endpoint == Endpoint::MiToken)
         .unwrap();
     assert!(
         last.path_and_query.contains("client_id=uami-client-1"),
@@ -129,8 +128,7 @@ fn imds_with_several_identities_asks_for_a_choice() {
         .fake
         .requests()
         .into_iter()
-        .filter(|r| r.endpoint == Endpoint::Imds)
-        .next_back()
+        .rfind(|r| r.endpoint == Endpoint::Imds)
         .unwrap();
     assert!(
         last.path_and_query.contains("object_id=o2"),

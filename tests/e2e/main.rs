@@ -8,5 +8,6 @@ mod configure;
 mod get;
 mod identities;
 mod kubelet;
+mod logins;
 mod util;
 mod verbs;

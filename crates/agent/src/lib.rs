@@ -38,6 +38,9 @@ mod state;
 mod status;
 mod store;
 
+/// The keyring the agent persists into, for other parts of the program that keep secrets there.
+pub use store::open_store as open_keyring;
+
 pub use conn::READ_TIMEOUT;
 pub use error::AgentError;
 pub use get::MAX_BACKOFF_WAIT;

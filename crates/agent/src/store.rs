@@ -285,8 +285,9 @@ impl Worker {
     }
 }
 
-/// The keyring-core default store if the program set one, else the platform's.
-fn open_store() -> Result<Arc<CredentialStore>, String> {
+/// The keyring-core default store if the program set one, else the platform's (on Linux the
+/// kernel keyring, after joining a fresh session keyring so keys are possessed and readable).
+pub fn open_store() -> Result<Arc<CredentialStore>, String> {
     if let Some(store) = keyring_core::get_default_store() {
         return Ok(store);
     }

@@ -53,10 +53,12 @@ pub enum Command {
         /// Show, don't write.
         dry_run: bool,
     },
+    /// `doctor [--acquire] [REGISTRY]`: check the setup, one finding per line.
+    Doctor(crate::doctor::Options),
 }
 
 /// One-line usage, printed for bad arguments.
-pub const USAGE: &str = "Usage: docker-credential-acr <store|get|erase|list|version> | warm [--min-ttl 2h] REGISTRY... | agent <run|status|stop> | kubelet | configure [--containers] [--dry-run] REGISTRY...";
+pub const USAGE: &str = "Usage: docker-credential-acr <store|get|erase|list|version> | warm [--min-ttl 2h] REGISTRY... | agent <run|status|stop> | kubelet | configure [--containers] [--dry-run] REGISTRY... | doctor [--acquire] [REGISTRY]";
 
 /// Parses arguments (without the program name).
 pub fn parse(args: &[String]) -> Result<Command, String> {
@@ -75,6 +77,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         ["agent", "stop"] => Ok(Command::AgentStop),
         ["kubelet"] => Ok(Command::Kubelet),
         ["configure", rest @ ..] => parse_configure(rest),
+        ["doctor", rest @ ..] => crate::doctor::parse_args(rest).map(Command::Doctor),
         [] => Err(USAGE.to_string()),
         [verb, ..]
             if !verb.starts_with('-')

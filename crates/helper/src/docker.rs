@@ -39,7 +39,10 @@ fn read_stdin() -> Result<String, String> {
 /// The outcome of recognising a server URL.
 enum Target {
     /// One of ours.
-    Ours { host: RegistryHost, config: Config },
+    Ours {
+        host: RegistryHost,
+        config: Box<Config>,
+    },
     /// Not ours, or not a URL: answer not-found.
     NotOurs,
 }
@@ -58,7 +61,10 @@ fn recognise(input: &str) -> Result<Target, String> {
     if !config.recognises(&host) {
         return Ok(Target::NotOurs);
     }
-    Ok(Target::Ours { host, config })
+    Ok(Target::Ours {
+        host,
+        config: Box::new(config),
+    })
 }
 
 fn fail(message: &str) -> u8 {
@@ -82,7 +88,16 @@ pub fn get() -> u8 {
         Ok(Target::NotOurs) => return fail(NOT_FOUND),
         Err(e) => return fail(&e),
     };
-    match obtain(&host, &config) {
+    // A static login stored by `docker login -u NAME` wins over Entra for its registry.
+    let obtained = match crate::statics::lookup(&host.to_string()) {
+        Some((username, secret)) => Obtained::Credential {
+            username,
+            secret,
+            warning: None,
+        },
+        None => obtain(&host, &config),
+    };
+    match obtained {
         Obtained::Credential {
             username,
             secret,
@@ -214,8 +229,10 @@ fn via_agent(
     client::call(&socket, request(), AGENT_ANSWER_TIMEOUT).map_err(|e| format!("{e:?}"))
 }
 
-/// `store`: accepts what docker sends after a login. Tokens for registries we serve are ours
-/// to mint, so nothing is kept; other hosts are refused with a hint.
+/// `store`: after `docker login`. A static login (admin user, repository-scoped token) for a
+/// registry we serve goes to the OS keyring; the null-GUID/`<token>` credentials docker hands
+/// back after a token login are ours to mint, so they are accepted and not kept. Other hosts are
+/// refused with a hint.
 pub fn store() -> u8 {
     let input = match read_stdin() {
         Ok(s) => s,
@@ -234,10 +251,14 @@ pub fn store() -> u8 {
         return fail("no credentials username");
     }
     match recognise(&creds.server_url) {
-        Ok(Target::Ours { host, .. }) => {
-            tracing::debug!(registry = %host, "store: credentials for a registry we serve are minted on demand; nothing kept");
+        Ok(Target::Ours { host, .. }) if creds.username == NULL_GUID || creds.username == IDENTITY_TOKEN_USERNAME => {
+            tracing::debug!(registry = %host, "store: token credentials are minted on demand; nothing kept");
             0
         }
+        Ok(Target::Ours { host, .. }) => match crate::statics::save(&host.to_string(), &creds.username, &creds.secret) {
+            Ok(()) => 0,
+            Err(e) => fail(&e),
+        },
         Ok(Target::NotOurs) => fail(&format!(
             "{} keeps no credentials for {}: configure it per registry under credHelpers rather than as credsStore",
             crate::NAME,
@@ -255,6 +276,7 @@ pub fn erase() -> u8 {
     };
     match recognise(input.trim()) {
         Ok(Target::Ours { host, .. }) => {
+            crate::statics::remove(&host.to_string());
             let socket = acr_proto::paths::socket_path();
             let _ = client::call(
                 &socket,
@@ -276,11 +298,15 @@ pub fn list() -> u8 {
     let _ = read_stdin();
     let socket = acr_proto::paths::socket_path();
     let mut map = serde_json::Map::new();
+    for (host, username) in crate::statics::list() {
+        map.insert(host, serde_json::Value::String(username));
+    }
     if let Ok(Response::Status { entries, .. }) =
         client::call(&socket, Request::Status, Duration::from_secs(5))
     {
         for e in entries {
-            map.insert(e.registry, serde_json::Value::String(NULL_GUID.to_string()));
+            map.entry(e.registry)
+                .or_insert_with(|| serde_json::Value::String(NULL_GUID.to_string()));
         }
     }
     stdout_line(&serde_json::Value::Object(map).to_string());

@@ -10,11 +10,13 @@ mod args;
 mod client;
 mod configure;
 mod docker;
+mod doctor;
 mod inproc;
-mod kubelet;
+pub mod kubelet;
 mod logging;
 mod output;
 mod spawn;
+mod statics;
 mod warm;
 
 use std::process::ExitCode;
@@ -67,5 +69,6 @@ fn dispatch(cmd: args::Command) -> u8 {
             containers,
             dry_run,
         } => configure::run(&registries, containers, dry_run),
+        Doctor(opts) => doctor::run(opts),
     }
 }

@@ -1,10 +1,17 @@
 //! Fake Azure Container Registry: `/v2/` challenge, `/oauth2/exchange`,
 //! `/oauth2/token` (refresh-token POST and Basic GET) and a tiny read-only
 //! registry API for smoke checks.
+//!
+//! Access tokens are really signed (see [`crate::signer`]), so a real
+//! registry behind [`crate::RealRegistry`] accepts them; when a host is
+//! proxied to such a registry, its `/v2/` requests never reach this module.
 
 use crate::jwt::{encode, now_secs, uuid};
 use crate::route::{Reply, Req};
-use crate::state::{AccessGrant, Challenge, Endpoint, Inner, RefreshGrant, Shared};
+use crate::signer::{TokenSigner, ISSUER};
+use crate::state::{
+    AccessGrant, Challenge, Endpoint, Inner, RefreshGrant, Shared, TokenAuth, TokenRequest,
+};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde_json::json;
@@ -67,7 +74,13 @@ pub(crate) fn handle(shared: &Shared, endpoint: Endpoint, req: &Req) -> Reply {
     }
     match endpoint {
         Endpoint::AcrExchange => exchange(&mut g, req),
-        Endpoint::AcrToken => token(&mut g, req),
+        Endpoint::AcrToken => {
+            let mut record = describe_token_request(&g, req);
+            let reply = token(&mut g, &shared.signer, req);
+            record.status = reply.status;
+            g.token_requests.push(record);
+            reply
+        }
         _ => registry_api(&g, req),
     }
 }
@@ -119,11 +132,17 @@ fn exchange(g: &mut Inner, req: &Req) -> Reply {
     if registry.deny.contains(&entra.oid) || registry.deny.contains(&entra.appid) {
         return unauthorized("identity is not authorized to access this registry");
     }
-    let refresh = issue_refresh(g, &service, &entra.oid, &entra.tid);
+    let refresh = issue_refresh(g, &service, &entra.oid, &entra.tid, true);
     Reply::json(200, &json!({"refresh_token": refresh}))
 }
 
-fn issue_refresh(g: &mut Inner, service: &str, sub: &str, tenant: &str) -> String {
+fn issue_refresh(
+    g: &mut Inner,
+    service: &str,
+    sub: &str,
+    tenant: &str,
+    from_exchange: bool,
+) -> String {
     let now = now_secs();
     let exp = (!g.refresh_without_exp).then_some(now + g.refresh_lifetime);
     let mut claims = json!({
@@ -131,7 +150,7 @@ fn issue_refresh(g: &mut Inner, service: &str, sub: &str, tenant: &str) -> Strin
         "sub": sub,
         "nbf": now,
         "iat": now,
-        "iss": "Azure Container Registry",
+        "iss": ISSUER,
         "aud": service,
         "version": "1.0",
         "grant_type": "refresh_token",
@@ -152,6 +171,7 @@ fn issue_refresh(g: &mut Inner, service: &str, sub: &str, tenant: &str) -> Strin
             service: service.to_string(),
             sub: sub.to_string(),
             exp,
+            from_exchange,
         },
     );
     token
@@ -164,7 +184,14 @@ pub(crate) fn refresh_valid(g: &Inner, service: &str, token: &str) -> bool {
     })
 }
 
-fn issue_access(g: &mut Inner, service: &str, sub: &str, scopes: Vec<String>) -> String {
+/// A signed access token (see [`crate::signer`]) granting exactly `scopes`.
+fn issue_access(
+    g: &mut Inner,
+    signer: &TokenSigner,
+    service: &str,
+    sub: &str,
+    scopes: Vec<String>,
+) -> String {
     let now = now_secs();
     let exp = now + g.access_lifetime;
     let access: Vec<_> = scopes
@@ -172,13 +199,13 @@ fn issue_access(g: &mut Inner, service: &str, sub: &str, scopes: Vec<String>) ->
         .filter_map(|s| parse_scope(s))
         .map(|(t, n, a)| json!({"type": t, "name": n, "actions": a.split(',').collect::<Vec<_>>()}))
         .collect();
-    let token = encode(&json!({
+    let token = signer.sign(&json!({
         "jti": uuid(),
         "sub": sub,
         "nbf": now,
         "iat": now,
         "exp": exp,
-        "iss": "Azure Container Registry",
+        "iss": ISSUER,
         "aud": service,
         "version": "1.0",
         "grant_type": "access_token",
@@ -229,7 +256,54 @@ fn basic_valid(g: &Inner, service: &str, user: &str, pass: &str) -> bool {
         .is_some_and(|p| p == pass)
 }
 
-fn token(g: &mut Inner, req: &Req) -> Reply {
+/// What a `/oauth2/token` request presented, for [`crate::FakeAzure::token_requests`].
+fn describe_token_request(g: &Inner, req: &Req) -> TokenRequest {
+    let param = |k: &str| {
+        if req.method == "POST" {
+            req.f(k).or_else(|| req.q(k))
+        } else {
+            req.q(k)
+        }
+        .map(str::to_string)
+    };
+    let (auth, secret) = if req.method == "POST" {
+        match req.f("grant_type") {
+            Some("refresh_token") => (TokenAuth::RefreshTokenForm, param("refresh_token")),
+            Some("password") => (TokenAuth::PasswordForm, param("password")),
+            _ => (TokenAuth::Other, None),
+        }
+    } else if let Some((user, pass)) = basic(req) {
+        (TokenAuth::Basic(user), Some(pass))
+    } else if req.header("authorization").is_some() {
+        (TokenAuth::Other, None)
+    } else {
+        (TokenAuth::Anonymous, None)
+    };
+    let exchanged_refresh_token = secret
+        .as_deref()
+        .and_then(|s| g.refresh_tokens.get(s))
+        .is_some_and(|r| r.from_exchange);
+    let pairs = if req.method == "POST" {
+        &req.form
+    } else {
+        &req.query
+    };
+    TokenRequest {
+        host: req.host.clone(),
+        auth,
+        secret,
+        exchanged_refresh_token,
+        service: param("service"),
+        scopes: scopes_of(pairs),
+        account: param("account"),
+        client_id: param("client_id"),
+        offline_token: param("offline_token").as_deref() == Some("true")
+            || param("access_type").as_deref() == Some("offline"),
+        status: 0,
+    }
+}
+
+fn token(g: &mut Inner, signer: &TokenSigner, req: &Req) -> Reply {
     if req.method == "POST" {
         let grant = req.f("grant_type").unwrap_or_default();
         if grant == "password" {
@@ -251,7 +325,7 @@ fn token(g: &mut Inner, req: &Req) -> Reply {
             return unauthorized("invalid or expired refresh token");
         }
         let sub = g.refresh_tokens[refresh].sub.clone();
-        let token = issue_access(g, &service, &sub, scopes_of(&req.form));
+        let token = issue_access(g, signer, &service, &sub, scopes_of(&req.form));
         return Reply::json(200, &json!({"access_token": token}));
     }
     let service = req.q("service").unwrap_or(&req.host).to_ascii_lowercase();
@@ -267,10 +341,10 @@ fn token(g: &mut Inner, req: &Req) -> Reply {
             "Basic realm=\"Azure Container Registry\"",
         );
     }
-    let token = issue_access(g, &service, &user, scopes_of(&req.query));
+    let token = issue_access(g, signer, &service, &user, scopes_of(&req.query));
     let mut body = json!({"access_token": token});
     if req.q("offline_token") == Some("true") {
-        body["refresh_token"] = issue_refresh(g, &service, &user, "").into();
+        body["refresh_token"] = issue_refresh(g, &service, &user, "", false).into();
     }
     Reply::json(200, &body)
 }

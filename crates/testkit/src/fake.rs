@@ -4,7 +4,9 @@
 
 use crate::ca;
 use crate::server::{self, Running};
-use crate::state::{App, Challenge, Endpoint, Fault, ManagedIdentity, RequestRecord, Seen, Shared};
+use crate::state::{
+    App, Challenge, Endpoint, Fault, ManagedIdentity, RequestRecord, Seen, Shared, TokenRequest,
+};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -50,6 +52,7 @@ pub struct FakeAzure {
     ip: Ipv4Addr,
     http_port: u16,
     ca_pem_path: PathBuf,
+    token_root_path: PathBuf,
     names: Vec<String>,
     // Declared before `_dir` so the server stops before its files go away.
     _running: Running,
@@ -114,12 +117,15 @@ impl FakeAzure {
         .collect();
         entra_hosts.extend(options.entra_hosts.iter().map(|h| h.to_ascii_lowercase()));
         let shared = Arc::new(Shared::new(entra_hosts));
+        let token_root_path = dir.path().join("token-signing-root.pem");
+        std::fs::write(&token_root_path, &shared.signer.root_pem).expect("write token root PEM");
         let running = server::start(shared.clone(), tls, plain, tls_config);
         FakeAzure {
             shared,
             ip,
             http_port,
             ca_pem_path,
+            token_root_path,
             names,
             _running: running,
             _dir: dir,
@@ -145,6 +151,32 @@ impl FakeAzure {
     /// Path of the PEM of the CA that signed the server certificate.
     pub fn ca_pem_path(&self) -> &Path {
         &self.ca_pem_path
+    }
+
+    /// PEM of the root that ACR access tokens chain to (each token's `x5c`
+    /// holds a leaf it issued): a real registry's `auth.token.rootcertbundle`.
+    pub fn token_signing_root_path(&self) -> &Path {
+        &self.token_root_path
+    }
+
+    /// Serves `host`'s `/v2/` API (challenge included) from a real registry
+    /// listening on plain HTTP at `upstream`; `/oauth2/*` stays with the fake.
+    /// Requests are still counted and faults still apply; the host's
+    /// [`Challenge`] setting no longer does (the registry challenges). Usually
+    /// called by [`crate::RealRegistry::start`].
+    pub fn proxy_registry(&self, host: &str, upstream: std::net::SocketAddr) {
+        self.shared.lock().registry(host).upstream = Some(upstream);
+    }
+
+    /// Stops proxying `host`; the fake's own tiny registry API answers again.
+    pub fn unproxy_registry(&self, host: &str) {
+        self.shared.lock().registry(host).upstream = None;
+    }
+
+    /// Every `/oauth2/token` request since the last [`FakeAzure::reset_counts`],
+    /// decoded (credential shape, scopes, `account`, status).
+    pub fn token_requests(&self) -> Vec<TokenRequest> {
+        self.shared.lock().token_requests.clone()
     }
 
     /// DNS names in the server certificate (wildcards included).
@@ -367,9 +399,11 @@ impl FakeAzure {
             .count()
     }
 
-    /// Forgets all recorded requests (counts and request times).
+    /// Forgets all recorded requests (counts, request times, token requests).
     pub fn reset_counts(&self) {
-        self.shared.lock().requests.clear();
+        let mut g = self.shared.lock();
+        g.requests.clear();
+        g.token_requests.clear();
     }
 
     /// Every request recorded since the last reset, in arrival order.

@@ -5,8 +5,19 @@
 //! and any number of Azure Container Registries, all over real loopback
 //! HTTPS (port 443 on a loopback IP of its own, certificate from a CA
 //! generated at test time). One server answers every host name; the `Host`
-//! header decides which service responds. Tokens are unsigned JWTs that are
-//! valid only because the fake remembers issuing them.
+//! header decides which service responds. Tokens are JWTs that the fake
+//! accepts because it remembers issuing them; their signatures are filler,
+//! except for ACR access tokens.
+//!
+//! ACR access tokens from `/oauth2/token` are really signed (ES256, `x5c`
+//! chain to [`FakeAzure::token_signing_root_path`]), so a [`RealRegistry`]
+//! (Docker Distribution with `auth: token`) accepts them. A real registry is
+//! reached at the ACR name itself: the fake reverse-proxies that host's `/v2/`
+//! to it and keeps `/oauth2/*` (see [`RealRegistry`] for why this layout).
+//! [`write_dir_image`] and [`write_oci_layout`] build a tiny image to push into it,
+//! [`FakeAzure::token_requests`] tells which credential shape a real client
+//! presented, [`World::spy_bin`] records how it ran a helper, and
+//! [`output_within`] runs any client with a deadline.
 //!
 //! [`World`] isolates a test (temporary `HOME`, XDG dirs, `DOCKER_CONFIG`,
 //! a `bin/` for a fake `az`) and runs programs in a private mount namespace
@@ -36,19 +47,35 @@ mod entra;
 mod fake;
 mod jwt;
 mod mi;
+mod oci;
 mod oidc;
+mod process;
+mod proxy;
+mod registry;
 mod route;
 mod server;
+mod signer;
 mod state;
 mod world;
 
 pub use fake::{FakeAzure, FakeOptions};
 pub use mi::MI_TENANT_ID;
-pub use state::{App, Challenge, Endpoint, Fault, ManagedIdentity, RequestRecord, Seen, SeenKind};
-pub use world::World;
+pub use oci::{
+    sha256_digest, write_dir_image, write_oci_layout, ManifestFormat, TinyImage, DOCKER_MANIFEST,
+    OCI_MANIFEST,
+};
+pub use process::output_within;
+pub use registry::{RealRegistry, REGISTRY_BIN_ENV};
+pub use state::{
+    App, Challenge, Endpoint, Fault, ManagedIdentity, RequestRecord, Seen, SeenKind, TokenAuth,
+    TokenRequest,
+};
+pub use world::{SpyCall, World};
 
 /// Username that tells ACR the password is an ACR refresh token.
 pub const NULL_GUID: &str = acr::NULL_GUID;
+/// `iss` of ACR tokens: a real registry's `auth.token.issuer`.
+pub const ACR_TOKEN_ISSUER: &str = signer::ISSUER;
 /// Entra resource (audience) of ACR data-plane tokens.
 pub const ACR_RESOURCE: &str = "https://containerregistry.azure.net";
 /// Entra resource (audience) of Azure Resource Manager tokens (public cloud).

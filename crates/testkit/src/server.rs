@@ -3,7 +3,7 @@
 //! `Host` + path, records it and applies injected faults.
 
 use crate::route::{classify, dispatch, parse, record_seen, Reply};
-use crate::state::{Fault, RequestRecord, Shared};
+use crate::state::{Endpoint, Fault, RequestRecord, Shared};
 use http_body_util::BodyExt as _;
 use hyper::body::{Body as HttpBody, Bytes, Frame, Incoming, SizeHint};
 use hyper::{Request, Response};
@@ -24,6 +24,17 @@ pub(crate) struct Body {
     data: Option<Bytes>,
     then_fail: bool,
     delay: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Body {
+    /// A complete body.
+    pub(crate) fn full(data: Bytes) -> Body {
+        Body {
+            data: (!data.is_empty()).then_some(data),
+            then_fail: false,
+            delay: None,
+        }
+    }
 }
 
 impl HttpBody for Body {
@@ -217,7 +228,7 @@ async fn handle(
         .unwrap_or_default();
     let req = parse(parts, &bytes);
     let endpoint = classify(&shared, &req);
-    let fault = {
+    let (fault, upstream) = {
         let mut g = shared.lock();
         g.requests.push(RequestRecord {
             at: Instant::now(),
@@ -227,8 +238,17 @@ async fn handle(
             endpoint,
         });
         record_seen(&mut g.seen, &req, endpoint);
-        g.take_fault(endpoint)
+        let upstream = match endpoint {
+            Endpoint::AcrChallenge | Endpoint::AcrApi => {
+                g.registries.get(&req.host).and_then(|r| r.upstream)
+            }
+            _ => None,
+        };
+        (g.take_fault(endpoint), upstream)
     };
+    if let (None, Some(upstream)) = (&fault, upstream) {
+        return Ok(crate::proxy::forward(upstream, &req, bytes).await);
+    }
     let reply = match fault {
         None => dispatch(&shared, endpoint, &req),
         Some(Fault::Hang) => std::future::pending().await,

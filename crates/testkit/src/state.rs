@@ -4,7 +4,9 @@
 //! Everything lives behind one mutex so the test thread and the server
 //! threads see a consistent picture.
 
+use crate::signer::TokenSigner;
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -97,6 +99,50 @@ pub struct RequestRecord {
     pub endpoint: Endpoint,
 }
 
+/// How a request to `/oauth2/token` authenticated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TokenAuth {
+    /// `POST` form with `grant_type=refresh_token` (docker's OAuth path, containerd,
+    /// the Azure SDKs).
+    RefreshTokenForm,
+    /// `POST` form with `grant_type=password` (rejected with 400, like ACR).
+    PasswordForm,
+    /// `GET` with `Authorization: Basic`; holds the username.
+    Basic(String),
+    /// `GET` without credentials (anonymous pull).
+    Anonymous,
+    /// Anything else (another grant type, another scheme).
+    Other,
+}
+
+/// One request to an ACR `/oauth2/token`, decoded: which credential shape a
+/// client used and what it asked for. Lets a test prove which helper answer a
+/// third-party client actually presented.
+#[derive(Clone, Debug)]
+pub struct TokenRequest {
+    /// `Host` header (lower-cased, without port).
+    pub host: String,
+    /// How the client authenticated.
+    pub auth: TokenAuth,
+    /// The secret presented: the `refresh_token` form field or the Basic password.
+    pub secret: Option<String>,
+    /// Whether [`TokenRequest::secret`] is an ACR refresh token this fake minted
+    /// at `/oauth2/exchange` (i.e. it came from a credential helper's exchange).
+    pub exchanged_refresh_token: bool,
+    /// `service` parameter (query or form).
+    pub service: Option<String>,
+    /// Every scope requested (repeated parameters and space-separated values).
+    pub scopes: Vec<String>,
+    /// `account` query parameter (containers/image and docker send the username).
+    pub account: Option<String>,
+    /// `client_id` parameter.
+    pub client_id: Option<String>,
+    /// `offline_token=true` was asked for.
+    pub offline_token: bool,
+    /// HTTP status the fake answered with.
+    pub status: u16,
+}
+
 /// An Entra application registration the fake will issue tokens for.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct App {
@@ -153,6 +199,8 @@ pub(crate) struct Registry {
     pub allow_arm: bool,
     pub deny: HashSet<String>,
     pub basic_users: HashMap<String, String>,
+    /// Plain-HTTP address of a real registry that answers this host's `/v2/` API.
+    pub upstream: Option<SocketAddr>,
 }
 
 impl Default for Registry {
@@ -162,6 +210,7 @@ impl Default for Registry {
             allow_arm: true,
             deny: HashSet::new(),
             basic_users: HashMap::new(),
+            upstream: None,
         }
     }
 }
@@ -182,6 +231,8 @@ pub(crate) struct RefreshGrant {
     pub service: String,
     pub sub: String,
     pub exp: Option<u64>,
+    /// Minted by `/oauth2/exchange` (as opposed to an `offline_token` GET).
+    pub from_exchange: bool,
 }
 
 /// An ACR access token the fake issued.
@@ -209,6 +260,7 @@ pub(crate) struct Inner {
     pub refresh_tokens: HashMap<String, RefreshGrant>,
     pub access_tokens: HashMap<String, AccessGrant>,
     pub requests: Vec<RequestRecord>,
+    pub token_requests: Vec<TokenRequest>,
     pub seen: Vec<Seen>,
     pub fail_next: HashMap<Endpoint, VecDeque<(Fault, usize)>>,
     pub faults: HashMap<Endpoint, Fault>,
@@ -254,6 +306,8 @@ pub(crate) struct Shared {
     pub ado_access_token: String,
     /// Hosts that answer as Entra authorities.
     pub entra_hosts: Vec<String>,
+    /// Signs ACR access tokens (see [`crate::signer`]).
+    pub signer: TokenSigner,
 }
 
 impl Shared {
@@ -280,6 +334,7 @@ impl Shared {
                 refresh_tokens: HashMap::new(),
                 access_tokens: HashMap::new(),
                 requests: Vec::new(),
+                token_requests: Vec::new(),
                 seen: Vec::new(),
                 fail_next: HashMap::new(),
                 faults: HashMap::new(),
@@ -288,6 +343,7 @@ impl Shared {
             gha_request_token: crate::jwt::random_secret(24),
             ado_access_token: crate::jwt::random_secret(24),
             entra_hosts,
+            signer: TokenSigner::generate(),
         }
     }
 

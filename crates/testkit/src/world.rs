@@ -24,6 +24,15 @@ const DEFAULT_HOSTS: &[&str] = &[
     "oidc.example.test",
 ];
 
+/// One invocation recorded by [`World::spy_bin`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpyCall {
+    /// Arguments after the program name.
+    pub args: Vec<String>,
+    /// Everything the caller wrote to stdin, byte for byte (lossy UTF-8).
+    pub stdin: String,
+}
+
 /// An isolated test environment bound to one [`FakeAzure`]. Dropping it
 /// deletes its directory; processes a test started are the test's to stop.
 pub struct World {
@@ -242,6 +251,92 @@ printf '{{"accessToken":"%s","expiresOn":"2030-01-01 00:00:00.000000","expires_o
         let az = self.bin_dir().join("az");
         std::fs::write(&az, script).expect("write fake az");
         std::fs::set_permissions(&az, std::fs::Permissions::from_mode(0o755)).expect("chmod az");
+    }
+
+    /// Makes `target` callable as `name` from the world's `PATH` (a symlink
+    /// in [`World::bin_dir`]), e.g. the helper under test as
+    /// `docker-credential-acr` for clients that look helpers up on `PATH`.
+    pub fn link_bin(&self, name: &str, target: impl AsRef<Path>) -> PathBuf {
+        let link = self.bin_dir().join(name);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(target.as_ref(), &link).expect("symlink into world bin/");
+        link
+    }
+
+    /// Like [`World::link_bin`], but through a recording wrapper: every call's
+    /// arguments and stdin are kept (see [`World::spy_calls`]) before `target`
+    /// runs with them. Shows exactly how a third-party client drives a helper.
+    pub fn spy_bin(&self, name: &str, target: impl AsRef<Path>) -> PathBuf {
+        let calls = self.spy_dir(name);
+        std::fs::create_dir_all(&calls).expect("create spy dir");
+        let script = format!(
+            r#"#!/bin/sh
+f='{calls}'/"$(date +%s%N).$$"
+printf '%s
+' "$@" > "$f.args"
+cat > "$f.stdin"
+exec '{target}' "$@" < "$f.stdin"
+"#,
+            calls = calls.display(),
+            target = target.as_ref().display(),
+        );
+        let path = self.bin_dir().join(name);
+        let _ = std::fs::remove_file(&path);
+        std::fs::write(&path, script).expect("write spy wrapper");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+            .expect("chmod spy wrapper");
+        path
+    }
+
+    fn spy_dir(&self, name: &str) -> PathBuf {
+        self.root().join("spy").join(name)
+    }
+
+    /// Calls recorded by [`World::spy_bin`] for `name`, oldest first.
+    pub fn spy_calls(&self, name: &str) -> Vec<SpyCall> {
+        let dir = self.spy_dir(name);
+        let mut stems: Vec<String> = std::fs::read_dir(&dir)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .filter_map(|e| {
+                        e.file_name()
+                            .to_str()?
+                            .strip_suffix(".args")
+                            .map(String::from)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        stems.sort();
+        stems
+            .into_iter()
+            .map(|stem| SpyCall {
+                args: std::fs::read_to_string(dir.join(format!("{stem}.args")))
+                    .unwrap_or_default()
+                    .lines()
+                    .map(str::to_string)
+                    .collect(),
+                stdin: std::fs::read_to_string(dir.join(format!("{stem}.stdin")))
+                    .unwrap_or_default(),
+            })
+            .collect()
+    }
+
+    /// Writes `$DOCKER_CONFIG/config.json` (docker CLI, docker-py, containers/image).
+    pub fn write_docker_config(&self, config: &serde_json::Value) -> PathBuf {
+        let path = self.docker_config().join("config.json");
+        std::fs::write(&path, config.to_string()).expect("write docker config.json");
+        path
+    }
+
+    /// Writes `$XDG_RUNTIME_DIR/containers/auth.json`, the first file
+    /// containers/image (skopeo, podman) reads.
+    pub fn write_containers_auth(&self, auth: &serde_json::Value) -> PathBuf {
+        let dir = self.run_dir().join("containers");
+        std::fs::create_dir_all(&dir).expect("create containers dir");
+        let path = dir.join("auth.json");
+        std::fs::write(&path, auth.to_string()).expect("write containers auth.json");
+        path
     }
 
     /// Argument lines of every fake `az` call so far (one entry per call).

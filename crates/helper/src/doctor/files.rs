@@ -1,0 +1,229 @@
+//! Local checks: the helper on PATH, docker's `config.json` and containers' `auth.json` files.
+
+use super::Report;
+use crate::configure::{containers_auth_path, docker_config_path, on_path};
+use acr_proto::config::Config;
+use acr_proto::host::RegistryHost;
+use serde_json::{Map, Value};
+use std::path::{Path, PathBuf};
+
+/// The helper name docker appends to `docker-credential-`.
+const HELPER: &str = "acr";
+
+/// Whether `docker-credential-acr` is on PATH, and whether PATH finds this very binary.
+pub(super) fn path(r: &mut Report) {
+    let name = crate::NAME;
+    if !on_path() {
+        r.fail(
+            "PATH",
+            &format!("{name} is not on PATH, so docker, podman and kubelet cannot run it"),
+            Some("install it into a PATH directory (install/install.sh) or add its directory to PATH"),
+        );
+        return;
+    }
+    let found = std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(name))
+            .find(|f| f.is_file())
+    });
+    let Some(found) = found else { return };
+    let me = std::env::current_exe().and_then(|p| p.canonicalize());
+    match (found.canonicalize(), me) {
+        (Ok(a), Ok(b)) if a == b => r.ok("PATH", &format!("{} is this binary", found.display())),
+        (_, Ok(me)) => r.warn(
+            "PATH",
+            &format!(
+                "PATH finds {} first, not this binary ({}): docker runs that one",
+                found.display(),
+                me.display()
+            ),
+            Some("remove the stale copy or put the directory of the one you want first on PATH"),
+        ),
+        (_, Err(_)) => r.ok("PATH", &format!("{} found", found.display())),
+    }
+}
+
+/// Reads a JSON object file: `Ok(None)` if missing, `Err` (one line) if unreadable or not an object.
+fn read_doc(file: &Path) -> Result<Option<Map<String, Value>>, String> {
+    match std::fs::read_to_string(file) {
+        Ok(text) if text.trim().is_empty() => Ok(Some(Map::new())),
+        Ok(text) => match serde_json::from_str::<Value>(&text) {
+            Ok(Value::Object(m)) => Ok(Some(m)),
+            Ok(_) => Err(format!("{} is not a JSON object", file.display())),
+            Err(e) => Err(format!("{} is not valid JSON ({e})", file.display())),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("cannot read {}: {e}", file.display())),
+    }
+}
+
+/// The containers auth files in the order containers/image reads them.
+fn containers_files() -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    if let Some(f) = std::env::var_os("REGISTRY_AUTH_FILE").filter(|v| !v.is_empty()) {
+        files.push(PathBuf::from(f));
+    }
+    if let Some(run) = std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
+        files.push(PathBuf::from(run).join("containers").join("auth.json"));
+    }
+    files.push(containers_auth_path());
+    files.dedup();
+    files
+}
+
+/// ACR hosts named in any credential file (used when no registry was given).
+pub(super) fn acr_hosts(config: &Config) -> Vec<RegistryHost> {
+    let mut hosts: Vec<RegistryHost> = Vec::new();
+    let mut files = vec![docker_config_path()];
+    files.extend(containers_files());
+    for file in files {
+        let Ok(Some(doc)) = read_doc(&file) else {
+            continue;
+        };
+        for section in ["credHelpers", "auths"] {
+            let Some(map) = doc.get(section).and_then(Value::as_object) else {
+                continue;
+            };
+            for key in map.keys() {
+                if let Ok(h) = RegistryHost::parse(key) {
+                    if config.recognises(&h) && !hosts.contains(&h) {
+                        hosts.push(h);
+                    }
+                }
+            }
+        }
+    }
+    hosts
+}
+
+/// What a `credHelpers` object says about one host: the exact key docker looks up, or a
+/// near-miss key (with scheme or path) that docker would not use.
+enum Entry<'a> {
+    Exact(&'a str),
+    NearMiss(&'a str),
+    Missing,
+}
+
+fn entry_for<'a>(helpers: Option<&'a Map<String, Value>>, host: &RegistryHost) -> Entry<'a> {
+    let Some(helpers) = helpers else {
+        return Entry::Missing;
+    };
+    if let Some(v) = helpers.get(&host.to_string()) {
+        return Entry::Exact(v.as_str().unwrap_or(""));
+    }
+    helpers
+        .iter()
+        .find(|(k, _)| RegistryHost::parse(k).is_ok_and(|k| &k == host))
+        .map(|(k, _)| Entry::NearMiss(k.as_str()))
+        .unwrap_or(Entry::Missing)
+}
+
+/// docker's `config.json`: is the helper wired for the registry (or for any ACR host)?
+pub(super) fn docker_config(r: &mut Report, hosts: &[RegistryHost], explicit: bool) {
+    const CHECK: &str = "docker config";
+    let file = docker_config_path();
+    let shown = file.display();
+    let doc = match read_doc(&file) {
+        Err(e) => {
+            r.fail(CHECK, &e, Some("fix or move it: docker cannot read it either"));
+            return;
+        }
+        Ok(None) => {
+            let what = match hosts {
+                [h] if explicit => format!("`docker-credential-acr configure {h}`"),
+                _ => "`docker-credential-acr configure REGISTRY`".into(),
+            };
+            r.warn(
+                CHECK,
+                &format!("{shown} does not exist, so docker does not use the helper"),
+                Some(&format!("run {what}")),
+            );
+            return;
+        }
+        Ok(Some(doc)) => doc,
+    };
+    let helpers = doc.get("credHelpers").and_then(Value::as_object);
+    let mut wired = Vec::new();
+    for h in hosts {
+        match entry_for(helpers, h) {
+            Entry::Exact(HELPER) => wired.push(h.to_string()),
+            Entry::Exact(other) => r.warn(
+                CHECK,
+                &format!("{shown}: credHelpers sends {h} to docker-credential-{other}"),
+                Some(&format!("run `docker-credential-acr configure {h}`")),
+            ),
+            Entry::NearMiss(key) => r.warn(
+                CHECK,
+                &format!("{shown}: credHelpers has \"{key}\" but docker looks up the bare host name {h}"),
+                Some(&format!("run `docker-credential-acr configure {h}`")),
+            ),
+            Entry::Missing if explicit => r.warn(
+                CHECK,
+                &format!("{shown} has no credHelpers entry for {h}, so docker does not ask the helper"),
+                Some(&format!("run `docker-credential-acr configure {h}`")),
+            ),
+            Entry::Missing => {}
+        }
+    }
+    if !wired.is_empty() {
+        r.ok(
+            CHECK,
+            &format!("{shown}: credHelpers send {} to docker-credential-acr", wired.join(", ")),
+        );
+    } else if !explicit && hosts.is_empty() {
+        r.warn(
+            CHECK,
+            &format!("{shown} has no credHelpers entry for any ACR registry"),
+            Some("run `docker-credential-acr configure REGISTRY`"),
+        );
+    }
+}
+
+/// containers' `auth.json` files (podman, skopeo, buildah, CRI-O).
+pub(super) fn containers_auth(r: &mut Report, hosts: &[RegistryHost], explicit: bool) {
+    const CHECK: &str = "containers auth";
+    let mut existing = Vec::new();
+    let mut wired = Vec::new();
+    for file in containers_files() {
+        let doc = match read_doc(&file) {
+            Err(e) => {
+                r.fail(CHECK, &e, Some("fix or remove it: podman and skopeo refuse to run with it"));
+                continue;
+            }
+            Ok(None) => continue,
+            Ok(Some(doc)) => doc,
+        };
+        existing.push(file.display().to_string());
+        let helpers = doc.get("credHelpers").and_then(Value::as_object);
+        for h in hosts {
+            match entry_for(helpers, h) {
+                Entry::Exact(HELPER) => wired.push(format!("{} ({h})", file.display())),
+                Entry::Exact(other) => r.warn(
+                    CHECK,
+                    &format!("{}: credHelpers sends {h} to docker-credential-{other}", file.display()),
+                    Some(&format!("run `docker-credential-acr configure --containers {h}`")),
+                ),
+                Entry::NearMiss(key) => r.warn(
+                    CHECK,
+                    &format!("{}: credHelpers has \"{key}\" but containers/image looks up {h}", file.display()),
+                    Some(&format!("run `docker-credential-acr configure --containers {h}`")),
+                ),
+                Entry::Missing => {}
+            }
+        }
+    }
+    if !wired.is_empty() {
+        r.ok(CHECK, &format!("credHelpers use docker-credential-acr in {}", wired.join(", ")));
+    } else if existing.is_empty() {
+        r.ok(CHECK, "no auth.json file; podman, skopeo and buildah read docker's config.json next");
+    } else if explicit {
+        r.ok(
+            CHECK,
+            &format!(
+                "{} {} no credHelpers entry for the registry; podman and skopeo read docker's config.json next (`configure --containers` adds one)",
+                existing.join(", "),
+                if existing.len() == 1 { "has" } else { "have" }
+            ),
+        );
+    }
+}

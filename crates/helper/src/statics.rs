@@ -1,0 +1,93 @@
+//! Static registry logins (admin user, repository-scoped token, service principal password) kept
+//! in the OS keyring: `docker login myreg.azurecr.io -u NAME -p ...` → `store`; `get` prefers
+//! them over Entra for that registry; `erase` removes them; `list` shows them.
+//!
+//! The keyring cannot enumerate, so a small index file (`logins.json` in the config dir: host →
+//! username, never a secret) says which hosts have one; `get` touches the keyring only for
+//! hosts in it, keeping the hot path free of keyring calls for everyone else.
+
+use acr_proto::Secret;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// Keyring service name of static logins (tokens the agent caches use another).
+pub const SERVICE: &str = "docker-credential-acr-login";
+
+fn index_path() -> Option<PathBuf> {
+    acr_proto::paths::user_config_dir().map(|d| d.join("logins.json"))
+}
+
+/// Hosts with a stored login and their usernames.
+pub fn list() -> BTreeMap<String, String> {
+    index_path()
+        .and_then(|p| std::fs::read(p).ok())
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+fn write_index(index: &BTreeMap<String, String>) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let path = index_path().ok_or("no config directory (HOME unset)")?;
+    let dir = path.parent().ok_or("bad config path")?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let tmp = dir.join(format!(".logins.{}.tmp", std::process::id()));
+    let body = serde_json::to_vec_pretty(index).map_err(|e| e.to_string())?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+    f.write_all(&body)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| e.to_string())?;
+    std::fs::rename(&tmp, &path).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+fn entry(host: &str) -> Result<keyring_core::Entry, String> {
+    let store = acr_agent::open_keyring()?;
+    store
+        .build(SERVICE, host, None)
+        .map_err(|e| format!("keyring: {e}"))
+}
+
+/// The stored login for `host`, if any.
+pub fn lookup(host: &str) -> Option<(String, Secret)> {
+    let username = list().remove(host)?;
+    match entry(host).and_then(|e| e.get_password().map_err(|e| e.to_string())) {
+        Ok(secret) => Some((username, Secret::new(secret))),
+        Err(e) => {
+            tracing::debug!(registry = host, "stored login unreadable: {e}");
+            None
+        }
+    }
+}
+
+/// Keeps a login for `host`.
+pub fn save(host: &str, username: &str, secret: &Secret) -> Result<(), String> {
+    entry(host)?
+        .set_password(secret.expose())
+        .map_err(|e| format!("cannot store the login for {host} in the keyring: {e}"))?;
+    let mut index = list();
+    index.insert(host.to_string(), username.to_string());
+    write_index(&index)
+}
+
+/// Forgets the login for `host`; true if there was one.
+pub fn remove(host: &str) -> bool {
+    let mut index = list();
+    let had = index.remove(host).is_some();
+    if let Ok(e) = entry(host) {
+        let _ = e.delete_credential();
+    }
+    if had {
+        let _ = write_index(&index);
+    }
+    had
+}
