@@ -54,6 +54,7 @@ fn main() {
     let env = direct_env(&world, &sp);
     let ours = time_runs(&helper, &env, runs);
     let base = time_runs(&floor, &env, runs);
+    let version = time_args(&helper, &["version"], &env, runs);
     let pid = agent_pid(&world);
     let rss_idle = rss_kib(pid);
     for i in 0..100 {
@@ -64,6 +65,12 @@ fn main() {
     }
     let rss_100 = rss_kib(pid);
     let socket = world.run_dir().join("docker-credential-acr/agent.sock");
+    if let Some(secs) = std::env::var("BENCH_HOLD_SECS").ok().and_then(|s| s.parse().ok()) {
+        // For profiling by hand: print the environment of a warm helper and keep the agent up.
+        let vars: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        eprintln!("env -i {} {} get", vars.join(" "), helper.display());
+        std::thread::sleep(Duration::from_secs(secs));
+    }
     let (reqs, secs) = throughput(&socket, &sp, 8, 2000);
     let _ = Command::new(&helper)
         .args(["agent", "stop"])
@@ -185,11 +192,15 @@ fn direct_env(world: &World, sp: &[(String, String)]) -> Vec<(String, String)> {
 }
 
 fn time_runs(program: &Path, env: &[(String, String)], runs: usize) -> Vec<Duration> {
+    time_args(program, &["get"], env, runs)
+}
+
+fn time_args(program: &Path, args: &[&str], env: &[(String, String)], runs: usize) -> Vec<Duration> {
     let mut times = Vec::with_capacity(runs);
     for i in 0..runs + 20 {
         let start = Instant::now();
         let mut child = Command::new(program)
-            .arg("get")
+            .args(args)
             .env_clear()
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::piped())

@@ -341,39 +341,53 @@ fn the_agent_can_be_turned_off() {
     assert!(agent_pids(&s).is_empty());
 }
 
+/// Runs a shell script inside a new user + mount namespace (its own kernel keyrings, so the
+/// machine's keyring is never touched; the world's hosts file is bound over /etc/hosts), with
+/// the world's environment, the secret app's identity and the binary as `$H`.
+fn in_own_keyring(s: &Setup, script: &str) -> std::process::Output {
+    let full = format!("mount --bind \"$HOSTS\" /etc/hosts || exit 9\n{script}");
+    let out = std::process::Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount", "--propagation", "private", "sh", "-c", &full])
+        .env_clear()
+        .env("H", bin())
+        .current_dir(s.world.home())
+        .env("HOSTS", s.world.hosts_file())
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", s.world.home())
+        .env("XDG_CONFIG_HOME", s.world.config_dir())
+        .env("XDG_RUNTIME_DIR", s.world.run_dir())
+        .env("SSL_CERT_FILE", s.world.ca_pem())
+        .env("SSL_CERT_DIR", s.world.root().join("certs"))
+        .envs(s.sp.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .expect("unshare");
+    out
+}
+
 #[test]
 fn a_restarted_agent_reuses_tokens_from_the_keyring() {
     let s = Setup::new();
     let _guard = StopOnDrop(&s);
     s.write_config("[agent]\npersist = true\n");
-    creds(&agent_get(&s, "myreg.azurecr.io"));
-    stop(&s);
-    assert!(wait_until(Duration::from_secs(5), || agent_pids(&s).is_empty()));
-    let v = creds(&agent_get(&s, "myreg.azurecr.io"));
-    assert!(s
-        .fake
-        .validate_refresh_token("myreg.azurecr.io", v["Secret"].as_str().unwrap()));
-    assert_eq!(
-        s.fake.count(Endpoint::EntraToken),
-        1,
-        "no second Entra call after a restart"
-    );
-    assert_eq!(s.fake.count(Endpoint::AcrExchange), 1);
-    // docker logout: erase forgets the token here and in the keyring.
-    assert!(s
-        .run(&["erase"], "myreg.azurecr.io", &[], true)
-        .status
-        .success());
-    creds(&agent_get(&s, "myreg.azurecr.io"));
-    assert_eq!(
-        s.fake.count(Endpoint::AcrExchange),
-        2,
-        "erase forgot the cached token"
-    );
-    assert!(s
-        .run(&["erase"], "myreg.azurecr.io", &[], true)
-        .status
-        .success());
+    let script = r#"set -e
+gone() { for i in $(seq 100); do [ -e "$XDG_RUNTIME_DIR/docker-credential-acr/agent.sock" ] || return 0; sleep 0.05; done; return 1; }
+printf myreg.azurecr.io | "$H" get > first.json
+"$H" agent stop; gone
+printf myreg.azurecr.io | "$H" get > second.json
+cmp first.json second.json && echo SAME
+printf myreg.azurecr.io | "$H" erase
+printf myreg.azurecr.io | "$H" get > third.json
+cmp -s first.json third.json || echo RENEWED
+printf myreg.azurecr.io | "$H" erase
+"$H" agent stop; gone
+"#;
+    let out = in_own_keyring(&s, script);
+    assert!(out.status.success(), "stdout {} stderr {}", stdout(&out), stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("SAME"), "the restarted agent answered the stored token: {text}");
+    assert!(text.contains("RENEWED"), "erase forgot the token: {text}");
+    assert_eq!(s.fake.count(Endpoint::EntraToken), 2, "no Entra call after the restart, one after erase");
+    assert_eq!(s.fake.count(Endpoint::AcrExchange), 2);
 }
 
 #[test]
