@@ -97,12 +97,15 @@ impl Setup {
         let world = World::new(&fake);
         let sp = world.env_secret_app(&fake);
         world.spy_bin(HELPER, helper_bin());
-        Setup {
+        let s = Setup {
             fake,
             world,
             sp,
             registry: None,
-        }
+        };
+        // Never write the machine's real keyring from a test.
+        s.write_helper_config("");
+        s
     }
 
     /// With a real registry serving `HOST` that holds `REPO:TAG`, pushed with
@@ -227,6 +230,10 @@ impl Setup {
     pub fn write_helper_config(&self, toml: &str) {
         let dir = self.world.config_dir().join("docker-credential-acr");
         std::fs::create_dir_all(&dir).expect("helper config dir");
+        let mut toml = toml.to_string();
+        if !toml.contains("[agent]") {
+            toml.push_str("\n[agent]\npersist = false\n");
+        }
         std::fs::write(dir.join("config.toml"), toml).expect("write helper config");
     }
 
