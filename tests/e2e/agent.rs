@@ -347,7 +347,16 @@ fn the_agent_can_be_turned_off() {
 fn in_own_keyring(s: &Setup, script: &str) -> std::process::Output {
     let full = format!("mount --bind \"$HOSTS\" /etc/hosts || exit 9\n{script}");
     let out = std::process::Command::new("unshare")
-        .args(["--user", "--map-root-user", "--mount", "--propagation", "private", "sh", "-c", &full])
+        .args([
+            "--user",
+            "--map-root-user",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            &full,
+        ])
         .env_clear()
         .env("H", bin())
         .current_dir(s.world.home())
@@ -382,11 +391,23 @@ printf myreg.azurecr.io | "$H" erase
 "$H" agent stop; gone
 "#;
     let out = in_own_keyring(&s, script);
-    assert!(out.status.success(), "stdout {} stderr {}", stdout(&out), stderr(&out));
+    assert!(
+        out.status.success(),
+        "stdout {} stderr {}",
+        stdout(&out),
+        stderr(&out)
+    );
     let text = stdout(&out);
-    assert!(text.contains("SAME"), "the restarted agent answered the stored token: {text}");
+    assert!(
+        text.contains("SAME"),
+        "the restarted agent answered the stored token: {text}"
+    );
     assert!(text.contains("RENEWED"), "erase forgot the token: {text}");
-    assert_eq!(s.fake.count(Endpoint::EntraToken), 2, "no Entra call after the restart, one after erase");
+    assert_eq!(
+        s.fake.count(Endpoint::EntraToken),
+        2,
+        "no Entra call after the restart, one after erase"
+    );
     assert_eq!(s.fake.count(Endpoint::AcrExchange), 2);
 }
 

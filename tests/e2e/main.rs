@@ -9,5 +9,6 @@ mod get;
 mod identities;
 mod kubelet;
 mod logins;
+mod proxy;
 mod util;
 mod verbs;
