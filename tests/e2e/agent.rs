@@ -220,9 +220,12 @@ fn killed_agent_and_stale_socket_are_replaced() {
     assert!(wait_until(Duration::from_secs(5), || agent_pids(&s).is_empty()));
     assert!(socket(&s).exists(), "kill -9 leaves the socket file behind");
     creds(&agent_get(&s, "myreg.azurecr.io"));
-    let now = agent_pids(&s);
-    assert_eq!(now.len(), 1);
-    assert_ne!(now[0], pids[0], "a new agent took over");
+    assert!(
+        wait_until(Duration::from_secs(5), || agent_pids(&s).len() == 1),
+        "{:?}",
+        agent_pids(&s)
+    );
+    assert_ne!(agent_pids(&s)[0], pids[0], "a new agent took over");
 }
 
 #[test]
@@ -444,4 +447,25 @@ fn warm_guarantees_a_minimum_life_or_fails_clearly() {
     );
     let out = s.run(&["warm", "docker.io"], "", &[], true);
     assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn entra_throttling_is_backed_off_not_hammered() {
+    let s = Setup::new();
+    let _guard = StopOnDrop(&s);
+    creds(&agent_get(&s, "myreg.azurecr.io"));
+    let before = s.fake.count(Endpoint::EntraToken);
+    s.fake
+        .fail_next(Endpoint::EntraToken, Fault::StatusRetryAfter(429, 30), 1);
+    let first = one_line_failure(&agent_get(&s, "second.azurecr.io"));
+    assert_eq!(s.fake.count(Endpoint::EntraToken), before + 1, "{first}");
+    for _ in 0..3 {
+        let line = one_line_failure(&agent_get(&s, "second.azurecr.io"));
+        assert!(line.contains("next attempt in"), "{line}");
+    }
+    assert_eq!(
+        s.fake.count(Endpoint::EntraToken),
+        before + 1,
+        "no call before Retry-After passed"
+    );
 }

@@ -222,6 +222,24 @@ fn server_errors_are_one_line_and_transient_ones_retried_once() {
     s.fake.set_fault(Endpoint::AcrExchange, Some(Fault::Reset));
     let line = one_line_failure(&s.run_inproc(&["get"], "myreg.azurecr.io"));
     assert!(line.contains("myreg.azurecr.io"), "{line}");
+    s.fake
+        .set_fault(Endpoint::AcrExchange, Some(Fault::Truncated));
+    let line = one_line_failure(&s.run_inproc(&["get"], "myreg.azurecr.io"));
+    assert!(
+        line.contains("closed before a complete answer") && !line.contains("TLS"),
+        "{line}"
+    );
+    s.fake.set_fault(Endpoint::AcrExchange, None);
+    // Entra's own 503 is transient too: retried once, then reported.
+    s.fake.reset_counts();
+    s.fake
+        .set_fault(Endpoint::EntraToken, Some(Fault::Status(503)));
+    one_line_failure(&s.run_inproc(&["get"], "myreg.azurecr.io"));
+    assert_eq!(
+        s.fake.count(Endpoint::EntraToken),
+        2,
+        "one retry of a transient Entra failure"
+    );
 }
 
 #[test]

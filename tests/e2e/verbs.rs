@@ -114,3 +114,36 @@ fn arm_audience_only_when_configured() {
         "{line}"
     );
 }
+
+#[test]
+fn hostile_arguments_and_echoes_stay_one_clean_line() {
+    use std::os::unix::ffi::OsStrExt;
+    let s = Setup::new();
+    // Arguments that are not UTF-8: a usage error, not a panic.
+    let mut cmd = s.world.command(bin());
+    cmd.arg(std::ffi::OsStr::from_bytes(b"\xff\xfe"))
+        .env("DOCKER_CREDENTIAL_ACR_NO_AGENT", "1");
+    let out = cmd.output().unwrap();
+    one_line_failure(&out);
+    // A known verb with extra arguments is a usage error, as docker's helpers answer.
+    let out = s.run_inproc(&["get", "extra"], "myreg.azurecr.io");
+    assert!(one_line_failure(&out).starts_with("Usage:"));
+    // Terminal escapes in an echoed server URL never reach the protocol channel raw.
+    let out = s.run_inproc(
+        &["store"],
+        "{\"ServerURL\":\"\\u001b[2Jevil.example\",\"Username\":\"u\",\"Secret\":\"s\"}",
+    );
+    let line = one_line_failure(&out);
+    assert!(!line.chars().any(char::is_control), "{line:?}");
+    let out = s.run(
+        &["warm", "\u{1b}[2J"],
+        "",
+        &[("DOCKER_CREDENTIAL_ACR_NO_AGENT", "1")],
+        true,
+    );
+    assert!(
+        !stderr(&out).trim_end().chars().any(char::is_control),
+        "{:?}",
+        stderr(&out)
+    );
+}

@@ -79,6 +79,10 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         ["configure", rest @ ..] => parse_configure(rest),
         ["doctor", rest @ ..] => crate::doctor::parse_args(rest).map(Command::Doctor),
         [] => Err(USAGE.to_string()),
+        // A known verb with the wrong number of arguments: docker's helpers answer with usage.
+        [verb, ..] if ["get", "store", "erase", "list", "version", "kubelet"].contains(verb) => {
+            Err(USAGE.to_string())
+        }
         [verb, ..]
             if !verb.starts_with('-')
                 && !["warm", "agent", "kubelet", "configure"].contains(verb) =>

@@ -243,26 +243,38 @@ fn agent(r: &mut Report) -> Option<AgentStatus> {
         Ok(other) => {
             r.warn(
                 "agent",
-                &format!("the agent at {} answered a status request with {other:?}", socket.display()),
+                &format!(
+                    "the agent at {} answered a status request with {other:?}",
+                    socket.display()
+                ),
                 Some("run `docker-credential-acr agent stop`; the next get starts a new one"),
             );
             None
         }
         Err(ClientError::NotRunning) if off => {
-            r.ok("agent", "turned off by DOCKER_CREDENTIAL_ACR_NO_AGENT; every get acquires in-process");
+            r.ok(
+                "agent",
+                "turned off by DOCKER_CREDENTIAL_ACR_NO_AGENT; every get acquires in-process",
+            );
             None
         }
         Err(ClientError::NotRunning) => {
             r.ok(
                 "agent",
-                &format!("not running (socket {}); the first get starts it", socket.display()),
+                &format!(
+                    "not running (socket {}); the first get starts it",
+                    socket.display()
+                ),
             );
             None
         }
         Err(ClientError::Mismatch) => {
             r.warn(
                 "agent",
-                &format!("the agent at {} speaks another protocol version than {PROTOCOL_VERSION}", socket.display()),
+                &format!(
+                    "the agent at {} speaks another protocol version than {PROTOCOL_VERSION}",
+                    socket.display()
+                ),
                 Some("the next get replaces it; or run `docker-credential-acr agent stop`"),
             );
             None
@@ -270,7 +282,10 @@ fn agent(r: &mut Report) -> Option<AgentStatus> {
         Err(ClientError::Failed(e)) => {
             r.warn(
                 "agent",
-                &format!("cannot talk to the agent at {}: {e}; gets fall back to in-process acquisition", socket.display()),
+                &format!(
+                    "cannot talk to the agent at {}: {e}; gets fall back to in-process acquisition",
+                    socket.display()
+                ),
                 Some("run `docker-credential-acr agent stop`, or remove a stale socket file"),
             );
             None
@@ -283,17 +298,22 @@ fn recognised(r: &mut Report, host: &RegistryHost, config: &Config) -> bool {
     if let Some(cloud) = builtin_cloud(host) {
         r.ok(
             "registry",
-            &format!("{host} is an Azure Container Registry login server ({} cloud)", cloud_name(cloud)),
+            &format!(
+                "{host} is an Azure Container Registry login server ({} cloud)",
+                cloud_name(cloud)
+            ),
         );
         return true;
     }
-    let entry = config.registries.iter().find_map(|e| {
-        e.pattern
-            .as_deref()
-            .filter(|p| pattern_matches(p, host))
-    });
+    let entry = config
+        .registries
+        .iter()
+        .find_map(|e| e.pattern.as_deref().filter(|p| pattern_matches(p, host)));
     if let Some(pattern) = entry {
-        let cloud = config.resolve(host).map(|r| r.cloud).unwrap_or(Cloud::Public);
+        let cloud = config
+            .resolve(host)
+            .map(|r| r.cloud)
+            .unwrap_or(Cloud::Public);
         r.ok(
             "registry",
             &format!(
@@ -341,7 +361,10 @@ fn identity(
                 .filter(|k| *k != IdentityKind::Auto);
             let used = selecting_vars(&plan.source, env);
             let why = match explicit {
-                Some(kind) => format!("chosen by identity = \"{}\" in the config file", kind_name(kind)),
+                Some(kind) => format!(
+                    "chosen by identity = \"{}\" in the config file",
+                    kind_name(kind)
+                ),
                 None if used.is_empty() => "the first source of the chain that is available".into(),
                 None => format!("selected by {}", used.join(", ")),
             };
@@ -396,14 +419,20 @@ fn selecting_vars(source: &Source, env: &IdentityEnv) -> Vec<&'static str> {
         Source::ClientSecret { .. } => [&SP[..], &["AZURE_CLIENT_SECRET"]].concat(),
         Source::ClientCertificate { .. } => [
             &SP[..],
-            &["AZURE_CLIENT_CERTIFICATE_PATH", "AZURE_CLIENT_CERTIFICATE_PASSWORD"],
+            &[
+                "AZURE_CLIENT_CERTIFICATE_PATH",
+                "AZURE_CLIENT_CERTIFICATE_PASSWORD",
+            ],
         ]
         .concat(),
         Source::Federated { assertion, .. } => match assertion {
             AssertionSource::File(_) => [&SP[..], &["AZURE_FEDERATED_TOKEN_FILE"]].concat(),
             AssertionSource::GithubActions { .. } => [
                 &SP[..],
-                &["ACTIONS_ID_TOKEN_REQUEST_URL", "ACTIONS_ID_TOKEN_REQUEST_TOKEN"],
+                &[
+                    "ACTIONS_ID_TOKEN_REQUEST_URL",
+                    "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+                ],
             ]
             .concat(),
             AssertionSource::AzurePipelines { .. } => [
@@ -426,7 +455,10 @@ fn selecting_vars(source: &Source, env: &IdentityEnv) -> Vec<&'static str> {
         },
         Source::AzureCli { .. } => vec!["AZURE_TENANT_ID"],
     };
-    let mut used: Vec<&'static str> = wanted.into_iter().filter(|v| env.get(v).is_some()).collect();
+    let mut used: Vec<&'static str> = wanted
+        .into_iter()
+        .filter(|v| env.get(v).is_some())
+        .collect();
     if let Source::AzureCli { .. } = source {
         used.insert(0, "`az` on PATH");
     }

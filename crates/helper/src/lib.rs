@@ -31,11 +31,15 @@ pub const NO_AGENT_ENV: &str = "DOCKER_CREDENTIAL_ACR_NO_AGENT";
 pub fn run() -> ExitCode {
     logging::install_panic_hook();
     if std::env::var_os(logging::LOG_ENV).is_some()
-        && std::env::args().nth(1).as_deref() != Some("agent")
+        && std::env::args_os().nth(1).as_deref() != Some(std::ffi::OsStr::new("agent"))
     {
         logging::init(None);
     }
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    // Lossy: arguments that are not UTF-8 must give a usage error, not a panic.
+    let args: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     let code = match args::parse(&args) {
         Ok(cmd) => dispatch(cmd),
         Err(usage) => {

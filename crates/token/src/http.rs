@@ -148,13 +148,8 @@ pub fn describe(err: &reqwest::Error) -> String {
         || all.contains("name or service not known")
     {
         "cannot resolve the host name (DNS); check the name and your resolver".to_string()
-    } else if all.contains("certificate")
-        || all.contains("unknownissuer")
-        || all.contains("tls")
-        || all.contains("handshake")
-    {
-        let detail = chain.last().cloned().unwrap_or_default();
-        format!("TLS failed ({detail}); if a proxy or private CA is in the way, add its CA to the system trust store or SSL_CERT_FILE")
+    } else if all.contains("certificate") || all.contains("unknownissuer") {
+        tls_failure(&chain)
     } else if all.contains("connection refused") {
         "connection refused".to_string()
     } else if all.contains("reset")
@@ -163,6 +158,8 @@ pub fn describe(err: &reqwest::Error) -> String {
         || all.contains("eof")
     {
         "the connection was closed before a complete answer".to_string()
+    } else if all.contains("tls") || all.contains("handshake") {
+        tls_failure(&chain)
     } else {
         chain
             .last()
@@ -170,6 +167,11 @@ pub fn describe(err: &reqwest::Error) -> String {
             .unwrap_or_else(|| "request failed".to_string())
     };
     what.replace('\n', " ")
+}
+
+fn tls_failure(chain: &[String]) -> String {
+    let detail = chain.last().cloned().unwrap_or_default();
+    format!("TLS failed ({detail}); if a proxy or private CA is in the way, add its CA to the system trust store or SSL_CERT_FILE")
 }
 
 /// Reads `Retry-After` in seconds (the HTTP-date form is treated as absent), capped at 10 minutes.

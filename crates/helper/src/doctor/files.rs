@@ -125,7 +125,11 @@ pub(super) fn docker_config(r: &mut Report, hosts: &[RegistryHost], explicit: bo
     let shown = file.display();
     let doc = match read_doc(&file) {
         Err(e) => {
-            r.fail(CHECK, &e, Some("fix or move it: docker cannot read it either"));
+            r.fail(
+                CHECK,
+                &e,
+                Some("fix or move it: docker cannot read it either"),
+            );
             return;
         }
         Ok(None) => {
@@ -154,12 +158,16 @@ pub(super) fn docker_config(r: &mut Report, hosts: &[RegistryHost], explicit: bo
             ),
             Entry::NearMiss(key) => r.warn(
                 CHECK,
-                &format!("{shown}: credHelpers has \"{key}\" but docker looks up the bare host name {h}"),
+                &format!(
+                    "{shown}: credHelpers has \"{key}\" but docker looks up the bare host name {h}"
+                ),
                 Some(&format!("run `docker-credential-acr configure {h}`")),
             ),
             Entry::Missing if explicit => r.warn(
                 CHECK,
-                &format!("{shown} has no credHelpers entry for {h}, so docker does not ask the helper"),
+                &format!(
+                    "{shown} has no credHelpers entry for {h}, so docker does not ask the helper"
+                ),
                 Some(&format!("run `docker-credential-acr configure {h}`")),
             ),
             Entry::Missing => {}
@@ -168,7 +176,10 @@ pub(super) fn docker_config(r: &mut Report, hosts: &[RegistryHost], explicit: bo
     if !wired.is_empty() {
         r.ok(
             CHECK,
-            &format!("{shown}: credHelpers send {} to docker-credential-acr", wired.join(", ")),
+            &format!(
+                "{shown}: credHelpers send {} to docker-credential-acr",
+                wired.join(", ")
+            ),
         );
     } else if !explicit && hosts.is_empty() {
         r.warn(
@@ -187,7 +198,11 @@ pub(super) fn containers_auth(r: &mut Report, hosts: &[RegistryHost], explicit: 
     for file in containers_files() {
         let doc = match read_doc(&file) {
             Err(e) => {
-                r.fail(CHECK, &e, Some("fix or remove it: podman and skopeo refuse to run with it"));
+                r.fail(
+                    CHECK,
+                    &e,
+                    Some("fix or remove it: podman and skopeo refuse to run with it"),
+                );
                 continue;
             }
             Ok(None) => continue,
@@ -200,22 +215,41 @@ pub(super) fn containers_auth(r: &mut Report, hosts: &[RegistryHost], explicit: 
                 Entry::Exact(HELPER) => wired.push(format!("{} ({h})", file.display())),
                 Entry::Exact(other) => r.warn(
                     CHECK,
-                    &format!("{}: credHelpers sends {h} to docker-credential-{other}", file.display()),
-                    Some(&format!("run `docker-credential-acr configure --containers {h}`")),
+                    &format!(
+                        "{}: credHelpers sends {h} to docker-credential-{other}",
+                        file.display()
+                    ),
+                    Some(&format!(
+                        "run `docker-credential-acr configure --containers {h}`"
+                    )),
                 ),
                 Entry::NearMiss(key) => r.warn(
                     CHECK,
-                    &format!("{}: credHelpers has \"{key}\" but containers/image looks up {h}", file.display()),
-                    Some(&format!("run `docker-credential-acr configure --containers {h}`")),
+                    &format!(
+                        "{}: credHelpers has \"{key}\" but containers/image looks up {h}",
+                        file.display()
+                    ),
+                    Some(&format!(
+                        "run `docker-credential-acr configure --containers {h}`"
+                    )),
                 ),
                 Entry::Missing => {}
             }
         }
     }
     if !wired.is_empty() {
-        r.ok(CHECK, &format!("credHelpers use docker-credential-acr in {}", wired.join(", ")));
+        r.ok(
+            CHECK,
+            &format!(
+                "credHelpers use docker-credential-acr in {}",
+                wired.join(", ")
+            ),
+        );
     } else if existing.is_empty() {
-        r.ok(CHECK, "no auth.json file; podman, skopeo and buildah read docker's config.json next");
+        r.ok(
+            CHECK,
+            "no auth.json file; podman, skopeo and buildah read docker's config.json next",
+        );
     } else if explicit {
         r.ok(
             CHECK,

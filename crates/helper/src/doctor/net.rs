@@ -40,7 +40,11 @@ pub(super) fn run(r: &mut Report, p: &Probe, status: Option<&AgentStatus>) {
     {
         Ok(rt) => rt,
         Err(e) => {
-            r.fail("network", &format!("cannot start the I/O runtime: {e}"), None);
+            r.fail(
+                "network",
+                &format!("cannot start the I/O runtime: {e}"),
+                None,
+            );
             return;
         }
     };
@@ -77,10 +81,11 @@ fn tls_proxy(r: &mut Report, env: &IdentityEnv) -> Option<Clients> {
         let mut trusts = Vec::new();
         if let Some(f) = file {
             match std::fs::read_to_string(f) {
-                Ok(text) => trusts.push(format!(
-                    "SSL_CERT_FILE={f} ({} certificates)",
-                    text.matches("-----BEGIN CERTIFICATE-----").count()
-                )),
+                Ok(text) => {
+                    let n = text.matches("-----BEGIN CERTIFICATE-----").count();
+                    let plural = if n == 1 { "" } else { "s" };
+                    trusts.push(format!("SSL_CERT_FILE={f} ({n} certificate{plural})"))
+                }
                 Err(e) => {
                     trusts.push(format!("SSL_CERT_FILE={f}"));
                     missing.push(format!("SSL_CERT_FILE={f} cannot be read: {e}"));
@@ -211,20 +216,29 @@ async fn registry(r: &mut Report, clients: &Clients, host: &RegistryHost) -> boo
 async fn clock(r: &mut Report, clients: &Clients, host: &RegistryHost) {
     const CHECK: &str = "clock";
     let url = format!("https://{host}/v2/");
-    let resp = match tokio::time::timeout(PROBE, clients.secure.get(&url).timeout(PROBE).send()).await {
-        Ok(Ok(resp)) => resp,
-        _ => {
-            r.warn(CHECK, "not checked: the registry did not answer a second time", None);
-            return;
-        }
-    };
+    let resp =
+        match tokio::time::timeout(PROBE, clients.secure.get(&url).timeout(PROBE).send()).await {
+            Ok(Ok(resp)) => resp,
+            _ => {
+                r.warn(
+                    CHECK,
+                    "not checked: the registry did not answer a second time",
+                    None,
+                );
+                return;
+            }
+        };
     let date = resp
         .headers()
         .get("date")
         .and_then(|v| v.to_str().ok())
         .and_then(parse_http_date);
     let Some(theirs) = date else {
-        r.warn(CHECK, &format!("not checked: {host} sent no readable Date header"), None);
+        r.warn(
+            CHECK,
+            &format!("not checked: {host} sent no readable Date header"),
+            None,
+        );
         return;
     };
     let ours = SystemTime::now()
@@ -254,9 +268,16 @@ fn cached(r: &mut Report, host: &RegistryHost, status: Option<&AgentStatus>) {
         return;
     };
     let name = host.to_string();
-    let entries: Vec<_> = status.entries.iter().filter(|e| e.registry == name).collect();
+    let entries: Vec<_> = status
+        .entries
+        .iter()
+        .filter(|e| e.registry == name)
+        .collect();
     if entries.is_empty() {
-        r.ok(CHECK, &format!("the agent holds no token for {name} yet; the next get acquires one"));
+        r.ok(
+            CHECK,
+            &format!("the agent holds no token for {name} yet; the next get acquires one"),
+        );
         return;
     }
     let now = SystemTime::now()
@@ -275,7 +296,11 @@ fn cached(r: &mut Report, host: &RegistryHost, status: Option<&AgentStatus>) {
             .unwrap_or_default();
         let finding = format!("{name} as {}: {expiry}{next}", e.identity);
         match &e.last_error {
-            Some(err) => r.warn(CHECK, &format!("{finding}; last renewal failed: {err}"), None),
+            Some(err) => r.warn(
+                CHECK,
+                &format!("{finding}; last renewal failed: {err}"),
+                None,
+            ),
             None if e.expires_at.is_some_and(|t| t <= now) => r.warn(CHECK, &finding, None),
             None => r.ok(CHECK, &finding),
         }
@@ -300,7 +325,10 @@ async fn acquire(r: &mut Report, engine: &Engine, plan: &Plan) {
         Ok(Err(e)) => r.fail(CHECK, &e.to_string(), None),
         Err(_) => r.fail(
             CHECK,
-            &format!("the acquisition did not finish within {} s", ACQUIRE.as_secs()),
+            &format!(
+                "the acquisition did not finish within {} s",
+                ACQUIRE.as_secs()
+            ),
             Some("check network access to Entra ID and the registry"),
         ),
     }
@@ -318,7 +346,10 @@ fn parse_http_date(text: &str) -> Option<i64> {
     let day: i64 = day.parse().ok()?;
     let month = MONTHS.iter().position(|m| m == month)? as i64 + 1;
     let year: i64 = year.parse().ok()?;
-    let hms: Vec<i64> = time.split(':').map(|x| x.parse().ok()).collect::<Option<_>>()?;
+    let hms: Vec<i64> = time
+        .split(':')
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
     let [h, m, s] = hms.as_slice() else {
         return None;
     };
@@ -354,7 +385,13 @@ mod tests {
             parse_http_date("Sat, 29 Feb 2020 12:00:00 GMT"),
             Some(1_582_977_600)
         );
-        for bad in ["", "yesterday", "Sun, 06 Nov 1994 08:49:37 CET", "Sun, 06 Foo 1994 08:49:37 GMT", "Sun, 06 Nov 1994 25:00:00 GMT"] {
+        for bad in [
+            "",
+            "yesterday",
+            "Sun, 06 Nov 1994 08:49:37 CET",
+            "Sun, 06 Foo 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 25:00:00 GMT",
+        ] {
             assert_eq!(parse_http_date(bad), None, "{bad}");
         }
     }

@@ -147,12 +147,11 @@ fn sdk_error(plan: &Plan, err: azure_core::Error) -> TokenError {
         source = e.source();
     }
     let all = texts.join(": ");
-    let status = match err.kind() {
-        ErrorKind::HttpResponse { status, .. } => Some(u16::from(*status)),
-        _ => None,
-    };
+    // azure_identity wraps the HTTP failure in a credential error: look through the whole chain.
+    let (status, retry_after, connection) = http_failure(&err);
     let transient = transport.is_some()
-        || matches!(status, Some(s) if s >= 500 || s == 429)
+        || connection
+        || matches!(status, Some(s) if s >= 500 || s == 429 || s == 408)
         || matches!(err.kind(), ErrorKind::Io);
     let message = if let Some(code) = find_aadsts(&all) {
         match aadsts_hint(code) {
@@ -172,8 +171,43 @@ fn sdk_error(plan: &Plan, err: azure_core::Error) -> TokenError {
         registry: plan.registry.to_string(),
         message,
         transient,
-        retry_after: None,
+        retry_after,
     }
+}
+
+/// The HTTP status and `Retry-After` of the first HTTP failure anywhere in an error chain, and
+/// whether a connection-level failure is in it.
+fn http_failure(err: &azure_core::Error) -> (Option<u16>, Option<std::time::Duration>, bool) {
+    use azure_core::error::ErrorKind;
+    let mut connection = false;
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if let Some(az) = e.downcast_ref::<azure_core::Error>() {
+            match az.kind() {
+                ErrorKind::HttpResponse {
+                    status,
+                    raw_response,
+                    ..
+                } => {
+                    let retry_after = raw_response.as_ref().and_then(|r| {
+                        let value = r
+                            .headers()
+                            .get_optional_str(&azure_core::http::headers::RETRY_AFTER)?;
+                        value
+                            .trim()
+                            .parse::<u64>()
+                            .ok()
+                            .map(|s| std::time::Duration::from_secs(s.min(600)))
+                    });
+                    return (Some(u16::from(*status)), retry_after, connection);
+                }
+                ErrorKind::Connection => connection = true,
+                _ => {}
+            }
+        }
+        source = e.source();
+    }
+    (None, None, connection)
 }
 
 pub(crate) fn first_sentence(text: &str) -> String {
