@@ -1,17 +1,26 @@
-//! Benchmark: warm `get` wall time against a trivial C helper (the floor for any exec'd helper),
-//! agent memory idle and with 100 registries cached, socket throughput, and cold `get` with 64
-//! concurrent callers. Prints a Markdown report for BENCHMARKS.md.
+//! Benchmark: warm `get` wall time against a trivial C helper (the floor for any exec'd helper)
+//! and against a peer, `docker-credential-ecr-login` on its cached path; agent memory idle and
+//! with 100 registries cached, socket throughput, and cold `get` with 64 concurrent callers.
+//! Prints a Markdown report for BENCHMARKS.md.
+//!
+//! The peer runs with static AWS credentials in its environment, a fresh HOME and a seeded
+//! `~/.ecr/cache.json`, so it answers without any network call. That is proved, not assumed:
+//! before timing, it must answer inside `unshare --net` (no interfaces), where a cache miss is
+//! shown to fail; after timing, its cache file must be unchanged and its debug log must show
+//! only cached answers. The timed runs themselves are plain execs, like ours and the floor's,
+//! and all timed commands are interleaved so that machine noise falls on them alike.
 //!
 //! Run: `bench/run.sh` (builds release, then `cargo run --release --example bench -- RUNS`).
 //! Everything runs against the loopback fakes of `acr-testkit`; nothing leaves the machine.
 
+use acr_proto::docker::NULL_GUID;
 use acr_proto::env::IdentityEnv;
 use acr_proto::ipc::{read_frame, write_frame, Envelope, Request, Response, PROTOCOL_VERSION};
 use acr_testkit::{Endpoint, FakeAzure, World};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const FLOOR_C: &str = r#"#include <stdio.h>
 #include <unistd.h>
@@ -52,9 +61,29 @@ fn main() {
     let acquisitions = fake.count(Endpoint::AcrExchange);
 
     let env = direct_env(&world, &sp);
-    let ours = time_runs(&helper, &env, runs);
-    let base = time_runs(&floor, &env, runs);
-    let version = time_args(&helper, &["version"], &env, runs);
+    let peer = ecr_peer(world.root());
+    let acr_input = b"myreg.azurecr.io".to_vec();
+    let mut probes = vec![
+        Probe::get(&helper, &env, &acr_input, Some(NULL_GUID)),
+        Probe::get(&floor, &env, &acr_input, Some(NULL_GUID)),
+        Probe {
+            args: vec!["version".into()],
+            ..Probe::get(&helper, &env, &acr_input, None)
+        },
+    ];
+    if let Ok(p) = &peer {
+        probes.push(p.probe());
+    }
+    let mut timed = time_interleaved(&probes, runs).into_iter();
+    let (ours, base, version) = (
+        timed.next().expect("ours"),
+        timed.next().expect("floor"),
+        timed.next().expect("version"),
+    );
+    let ecr = timed.next();
+    if let Ok(p) = &peer {
+        p.check_after(runs + WARMUP);
+    }
     let pid = agent_pid(&world);
     let rss_idle = rss_kib(pid);
     for i in 0..100 {
@@ -65,7 +94,10 @@ fn main() {
     }
     let rss_100 = rss_kib(pid);
     let socket = world.run_dir().join("docker-credential-acr/agent.sock");
-    if let Some(secs) = std::env::var("BENCH_HOLD_SECS").ok().and_then(|s| s.parse().ok()) {
+    if let Some(secs) = std::env::var("BENCH_HOLD_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
         // For profiling by hand: print the environment of a warm helper and keep the agent up.
         let vars: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
         eprintln!("env -i {} {} get", vars.join(" "), helper.display());
@@ -95,9 +127,37 @@ fn main() {
         "| warm median ÷ floor median | {:.2}× |",
         m.as_secs_f64() / fm.as_secs_f64()
     );
+    match (&peer, &ecr) {
+        (Ok(p), Some(e)) => {
+            let (em, ep) = (pct(e, 50), pct(e, 95));
+            println!(
+                "| `docker-credential-ecr-login` {} cached `get` median / p95 ({runs} runs, no network) | {:.3} ms / {:.3} ms |",
+                p.version,
+                ms(em),
+                ms(ep)
+            );
+            println!(
+                "| ECR helper median ÷ warm median | {:.2}× |",
+                em.as_secs_f64() / m.as_secs_f64()
+            );
+        }
+        (Err(why), _) => {
+            println!("| `docker-credential-ecr-login` cached `get` | not measured: {why} |")
+        }
+        (Ok(_), None) => unreachable!("peer probed but not timed"),
+    }
+    println!(
+        "| `docker-credential-acr version` median / p95 (exec + start, no agent) | {:.3} ms / {:.3} ms |",
+        ms(pct(&version, 50)),
+        ms(pct(&version, 95))
+    );
     println!(
         "| cold `get`, 64 concurrent callers, all answered | {:.0} ms ({acquisitions} exchange) |",
         cold.as_secs_f64() * 1000.0
+    );
+    println!(
+        "| agent RSS, idle (started, nothing cached) | {:.1} MiB |",
+        idle_agent_rss_kib(&world, &helper) as f64 / 1024.0
     );
     println!(
         "| agent RSS, 1 registry cached | {:.1} MiB |",
@@ -191,39 +251,317 @@ fn direct_env(world: &World, sp: &[(String, String)]) -> Vec<(String, String)> {
     env
 }
 
-fn time_runs(program: &Path, env: &[(String, String)], runs: usize) -> Vec<Duration> {
-    time_args(program, &["get"], env, runs)
+const WARMUP: usize = 20;
+
+/// One exec'd command to time: program, arguments, the whole environment, what it reads on
+/// stdin, and (for `get`) the `Username` its JSON answer must carry.
+struct Probe {
+    program: PathBuf,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    input: Vec<u8>,
+    expect_user: Option<String>,
 }
 
-fn time_args(program: &Path, args: &[&str], env: &[(String, String)], runs: usize) -> Vec<Duration> {
-    let mut times = Vec::with_capacity(runs);
-    for i in 0..runs + 20 {
-        let start = Instant::now();
-        let mut child = Command::new(program)
-            .args(args)
-            .env_clear()
-            .envs(env.iter().map(|(k, v)| (k, v)))
+impl Probe {
+    fn get(program: &Path, env: &[(String, String)], input: &[u8], user: Option<&str>) -> Probe {
+        Probe {
+            program: program.to_path_buf(),
+            args: vec!["get".into()],
+            env: env.to_vec(),
+            input: input.to_vec(),
+            expect_user: user.map(str::to_string),
+        }
+    }
+
+    /// Spawns `cmd`, writes the probe's input to its stdin, collects stdout.
+    fn output(&self, mut cmd: Command) -> std::process::Output {
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn");
         if let Some(mut s) = child.stdin.take() {
-            let _ = s.write_all(b"myreg.azurecr.io");
+            let _ = s.write_all(&self.input);
         }
-        let out = child.wait_with_output().expect("wait");
+        child.wait_with_output().expect("wait")
+    }
+
+    fn command(&self) -> Command {
+        let mut c = Command::new(&self.program);
+        c.args(&self.args)
+            .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        c
+    }
+
+    /// Runs once with the given command (plain, or wrapped), checks the answer, returns the time.
+    fn run(&self, cmd: Command) -> Duration {
+        let start = Instant::now();
+        let out = self.output(cmd);
         let elapsed = start.elapsed();
         assert!(
             out.status.success(),
-            "{}",
+            "{} {:?} failed: {}",
+            self.program.display(),
+            self.args,
             String::from_utf8_lossy(&out.stdout)
         );
-        if i >= 20 {
-            times.push(elapsed);
+        if let Some(user) = &self.expect_user {
+            let got = answer_field(&out.stdout, "Username");
+            assert_eq!(
+                got.as_deref(),
+                Some(user.as_str()),
+                "{} answered {}",
+                self.program.display(),
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+        elapsed
+    }
+}
+
+fn answer_field(stdout: &[u8], field: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(stdout).ok()?;
+    v.get(field)?.as_str().map(str::to_string)
+}
+
+/// Times every probe `runs` times (after `WARMUP` untimed rounds), round-robin, so that noise
+/// from the rest of the machine lands on all of them alike. Each result comes back sorted.
+fn time_interleaved(probes: &[Probe], runs: usize) -> Vec<Vec<Duration>> {
+    let mut times: Vec<Vec<Duration>> = probes.iter().map(|_| Vec::with_capacity(runs)).collect();
+    for i in 0..runs + WARMUP {
+        for (probe, t) in probes.iter().zip(times.iter_mut()) {
+            let elapsed = probe.run(probe.command());
+            if i >= WARMUP {
+                t.push(elapsed);
+            }
         }
     }
-    times.sort();
+    for t in &mut times {
+        t.sort();
+    }
     times
+}
+
+const ECR_HELPER: &str = "docker-credential-ecr-login";
+const ECR_ACCOUNT: &str = "123456789012";
+const ECR_REGION: &str = "us-west-2";
+const ECR_ACCESS_KEY_ID: &str = "AKIAIOSFODNN7EXAMPLE";
+const ECR_PASSWORD: &str = "bench-ecr-password";
+/// MD5 of the empty input. amazon-ecr-credential-helper 0.6.0 keys its cache with
+/// `base64(md5.New().Sum([]byte(accessKeyID)))`; Go's `Sum(b)` appends the digest of what was
+/// written (nothing) to `b`, so the "checksum" is the key ID's bytes followed by these 16.
+const MD5_EMPTY: [u8; 16] = [
+    0xd4, 0x1d, 0x8c, 0xd9, 0x8f, 0x00, 0xb2, 0x04, 0xe9, 0x80, 0x09, 0x98, 0xec, 0xf8, 0x42, 0x7e,
+];
+const ECR_CACHED_LOG: &str = "Using cached token";
+const ECR_CALL_LOG: &str = "Calling ECR.GetAuthorizationToken";
+
+/// `docker-credential-ecr-login` with a fresh HOME whose `~/.ecr/cache.json` holds a valid
+/// token for the benchmark registry, proven to answer without a network.
+struct EcrPeer {
+    program: PathBuf,
+    version: String,
+    home: PathBuf,
+    env: Vec<(String, String)>,
+    cache: Vec<u8>,
+}
+
+impl EcrPeer {
+    fn host(account: &str) -> String {
+        format!("{account}.dkr.ecr.{ECR_REGION}.amazonaws.com")
+    }
+
+    fn probe(&self) -> Probe {
+        Probe::get(
+            &self.program,
+            &self.env,
+            Self::host(ECR_ACCOUNT).as_bytes(),
+            Some("AWS"),
+        )
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.home.join(".ecr/log/ecr-login.log")).unwrap_or_default()
+    }
+
+    /// After the timed runs: the cache file is untouched and every call was a cache hit.
+    fn check_after(&self, timed_calls: usize) {
+        let cache = std::fs::read(self.home.join(".ecr/cache.json")).expect("ecr cache");
+        assert!(cache == self.cache, "ecr-login rewrote its cache");
+        let log = self.log();
+        assert_eq!(log.matches(ECR_CALL_LOG).count(), 0, "ecr-login called ECR");
+        assert_eq!(
+            log.matches(ECR_CACHED_LOG).count(),
+            timed_calls + 1,
+            "ecr-login answers not all from cache"
+        );
+    }
+}
+
+/// Finds, seeds and proves the peer; `Err` says why it is not measured.
+fn ecr_peer(root: &Path) -> Result<EcrPeer, String> {
+    let Some(program) = find_in_path(ECR_HELPER) else {
+        return Err(format!("`{ECR_HELPER}` not installed"));
+    };
+    let out = Command::new(&program)
+        .arg("-v")
+        .env_clear()
+        .output()
+        .map_err(|e| format!("`{ECR_HELPER} -v`: {e}"))?;
+    let version = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("Version:"))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_else(|| "(unknown version)".into());
+    let netns = Command::new("unshare")
+        .args(["--net", "true"])
+        .stderr(Stdio::null())
+        .status();
+    if !matches!(netns, Ok(s) if s.success()) {
+        return Err("`unshare --net` unavailable, so no-network use cannot be proved".into());
+    }
+    let peer = seed_ecr_home(root.join("ecr-home"), program, version);
+    // Control: in a copy of the same home, a registry that is not cached must reach for the
+    // network and fail, which shows that the namespace really has none.
+    let control = seed_ecr_home(
+        root.join("ecr-control"),
+        peer.program.clone(),
+        String::new(),
+    );
+    let miss = Probe::get(
+        &control.program,
+        &control.env,
+        EcrPeer::host("210987654321").as_bytes(),
+        None,
+    );
+    let out = miss.output(offline(&miss));
+    assert!(
+        !out.status.success(),
+        "uncached ecr-login get succeeded offline"
+    );
+    assert!(
+        control.log().contains(ECR_CALL_LOG),
+        "uncached ecr-login get did not try the network"
+    );
+    // The seeded registry answers, from the cache, with no network at all.
+    let hit = peer.probe();
+    hit.run(offline(&hit));
+    let log = peer.log();
+    assert!(
+        log.contains(ECR_CACHED_LOG) && !log.contains(ECR_CALL_LOG),
+        "seeded ecr-login cache not used:\n{log}"
+    );
+    Ok(peer)
+}
+
+/// The probe's command inside a new network namespace (loopback down, nothing else).
+fn offline(probe: &Probe) -> Command {
+    let mut c = Command::new("unshare");
+    c.arg("--net")
+        .arg("--")
+        .arg(&probe.program)
+        .args(&probe.args)
+        .env_clear()
+        .envs(probe.env.iter().map(|(k, v)| (k, v)));
+    c
+}
+
+/// A fresh HOME with a `cache.json` in the format of amazon-ecr-credential-helper 0.6.0:
+/// key `<region>-<checksum(access key ID)>-<registry ID>`, where the region is the one in the
+/// registry's host name; the entry is valid until half-way from `RequestedAt` to `ExpiresAt`.
+fn seed_ecr_home(home: PathBuf, program: PathBuf, version: String) -> EcrPeer {
+    let dir = home.join(".ecr");
+    std::fs::create_dir_all(&dir).expect("ecr dir");
+    let mut checksum = ECR_ACCESS_KEY_ID.as_bytes().to_vec();
+    checksum.extend_from_slice(&MD5_EMPTY);
+    let key = format!("{ECR_REGION}-{}-{ECR_ACCOUNT}", base64(&checksum));
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    // As ECR issues them: a token for 12 hours, requested now.
+    let entry = serde_json::json!({
+        "AuthorizationToken": base64(format!("AWS:{ECR_PASSWORD}").as_bytes()),
+        "RequestedAt": rfc3339(now),
+        "ExpiresAt": rfc3339(now + 12 * 3600),
+        "ProxyEndpoint": format!("https://{}", EcrPeer::host(ECR_ACCOUNT)),
+        "Service": "ecr",
+    });
+    let cache = serde_json::to_vec(&serde_json::json!({
+        "Registries": { key: entry },
+        "Version": "1.0",
+    }))
+    .expect("json");
+    std::fs::write(dir.join("cache.json"), &cache).expect("ecr cache");
+    let env = vec![
+        ("PATH".into(), "/usr/bin:/bin".into()),
+        ("HOME".into(), home.to_string_lossy().into()),
+        ("AWS_ACCESS_KEY_ID".into(), ECR_ACCESS_KEY_ID.into()),
+        (
+            "AWS_SECRET_ACCESS_KEY".into(),
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into(),
+        ),
+        ("AWS_REGION".into(), ECR_REGION.into()),
+    ];
+    EcrPeer {
+        program,
+        version,
+        home,
+        env,
+        cache,
+    }
+}
+
+fn find_in_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/local/bin"), PathBuf::from("/usr/bin")])
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+fn base64(data: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
+            if i <= chunk.len() {
+                out.push(ABC[(n >> shift) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// UTC `YYYY-MM-DDTHH:MM:SSZ` for seconds since the epoch (civil-from-days, proleptic Gregorian).
+fn rfc3339(secs: u64) -> String {
+    let (days, rem) = ((secs / 86400) as i64, secs % 86400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
 }
 
 fn pct(sorted: &[Duration], p: usize) -> Duration {
@@ -232,6 +570,28 @@ fn pct(sorted: &[Duration], p: usize) -> Duration {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
+}
+
+/// Starts a fresh agent (the previous one is stopped by now), measures its resident memory once
+/// it listens and has settled, and stops it.
+fn idle_agent_rss_kib(world: &World, helper: &Path) -> u64 {
+    let socket = world.run_dir().join("docker-credential-acr/agent.sock");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while socket.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut agent = world.command(helper);
+    agent.args(["agent", "run"]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    let mut child = agent.spawn().expect("agent");
+    while !socket.exists() && Instant::now() < deadline + Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let rss = rss_kib(child.id());
+    // SAFETY: stopping the agent this function started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let _ = child.wait();
+    rss
 }
 
 fn agent_pid(world: &World) -> u32 {

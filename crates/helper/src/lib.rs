@@ -1,7 +1,7 @@
 //! The `docker-credential-acr` command: Docker credential-helper verbs, the agent client and its
 //! auto-start, the in-process fallback engine, and the user-facing commands (`warm`, `agent ...`).
 //!
-//! `main` stays thin: [`run`] parses the arguments, calls one small module per command and maps
+//! `main` stays thin: [`run_code`] parses the arguments, calls one small module per command and maps
 //! the outcome to an exit code and one line on the channel the caller expects (stdout for the
 //! Docker protocol, stderr for everything else).
 
@@ -19,7 +19,6 @@ mod spawn;
 mod statics;
 mod warm;
 
-use std::process::ExitCode;
 
 /// Name used in messages and `version`.
 pub const NAME: &str = "docker-credential-acr";
@@ -27,8 +26,8 @@ pub const NAME: &str = "docker-credential-acr";
 /// Environment variable that turns the agent off (any non-empty value but `0`).
 pub const NO_AGENT_ENV: &str = "DOCKER_CREDENTIAL_ACR_NO_AGENT";
 
-/// Runs the command line and returns the process exit code.
-pub fn run() -> ExitCode {
+/// Runs the command line and returns the exit status as a number (for a C-style `main`).
+pub fn run_code() -> u8 {
     logging::install_panic_hook();
     if std::env::var_os(logging::LOG_ENV).is_some()
         && std::env::args_os().nth(1).as_deref() != Some(std::ffi::OsStr::new("agent"))
@@ -40,15 +39,14 @@ pub fn run() -> ExitCode {
         .skip(1)
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    let code = match args::parse(&args) {
+    match args::parse(&args) {
         Ok(cmd) => dispatch(cmd),
         Err(usage) => {
             // Docker's own helpers print usage errors on stdout with exit 1.
             output::stdout_line(&usage);
             1
         }
-    };
-    ExitCode::from(code)
+    }
 }
 
 fn dispatch(cmd: args::Command) -> u8 {
