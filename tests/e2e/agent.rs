@@ -4,77 +4,17 @@
 use crate::util::*;
 use acr_testkit::{Endpoint, Fault};
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
-
-fn socket(s: &Setup) -> PathBuf {
-    s.world
-        .run_dir()
-        .join("docker-credential-acr")
-        .join("agent.sock")
-}
+use std::time::Duration;
 
 fn agent_get(s: &Setup, registry: &str) -> std::process::Output {
     s.run(&["get"], registry, &[], true)
 }
 
-fn status(s: &Setup) -> serde_json::Value {
-    let out = s.run(&["agent", "status", "--json"], "", &[], false);
-    assert!(out.status.success(), "status: {}", stderr(&out));
-    serde_json::from_str(&stdout(&out)).expect("status JSON")
-}
-
-fn stop(s: &Setup) {
-    let _ = s.run(&["agent", "stop"], "", &[], false);
-}
-
-/// Agent processes serving this world (found by their log path in /proc/*/cmdline).
-fn agent_pids(s: &Setup) -> Vec<u32> {
-    let marker = s.world.run_dir().to_string_lossy().to_string();
-    let mut pids = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
-            continue;
-        };
-        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-        if cmd.contains("agent run") && cmd.contains(&marker) {
-            pids.push(pid);
-        }
-    }
-    pids
-}
-
-fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    f()
-}
-
-struct StopOnDrop<'a>(&'a Setup);
-impl Drop for StopOnDrop<'_> {
-    fn drop(&mut self) {
-        stop(self.0);
-        for pid in agent_pids(self.0) {
-            // SAFETY: signalling a process this test started.
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-        }
-    }
-}
-
 #[test]
 fn first_get_starts_the_agent_which_then_serves_from_cache() {
     let s = Setup::new();
-    let _guard = StopOnDrop(&s);
     let first = creds(&agent_get(&s, "myreg.azurecr.io"));
-    let sock = socket(&s);
+    let sock = s.socket();
     assert!(sock.exists(), "agent socket at {}", sock.display());
     assert_eq!(
         std::fs::metadata(sock.parent().unwrap())
@@ -94,15 +34,15 @@ fn first_get_starts_the_agent_which_then_serves_from_cache() {
     }
     assert_eq!(s.fake.count(Endpoint::EntraToken), 1);
     assert_eq!(s.fake.count(Endpoint::AcrExchange), 1);
-    let st = status(&s);
+    let st = s.status_json();
     let text = st.to_string();
     assert!(text.contains("myreg.azurecr.io"), "{text}");
     assert!(
         !text.contains(first["Secret"].as_str().unwrap()) && !text.contains(s.secret()),
         "status never shows a secret"
     );
-    assert_eq!(agent_pids(&s).len(), 1);
-    stop(&s);
+    assert_eq!(s.agent_pids().len(), 1);
+    s.stop_agent();
     assert!(
         wait_until(Duration::from_secs(5), || !sock.exists()),
         "stop removes the socket"
@@ -112,7 +52,6 @@ fn first_get_starts_the_agent_which_then_serves_from_cache() {
 #[test]
 fn sixty_four_cold_gets_cause_one_acquisition_per_registry() {
     let s = Setup::new();
-    let _guard = StopOnDrop(&s);
     let children: Vec<_> = (0..64)
         .map(|i| {
             let reg = if i % 2 == 0 {
@@ -147,7 +86,7 @@ fn sixty_four_cold_gets_cause_one_acquisition_per_registry() {
         "one Entra call per registry"
     );
     assert_eq!(
-        agent_pids(&s).len(),
+        s.agent_pids().len(),
         1,
         "racing helpers started exactly one agent"
     );
@@ -156,7 +95,6 @@ fn sixty_four_cold_gets_cause_one_acquisition_per_registry() {
 #[test]
 fn tokens_are_renewed_before_expiry_without_any_get() {
     let s = Setup::new();
-    let _guard = StopOnDrop(&s);
     s.fake.set_refresh_lifetime(Duration::from_secs(40));
     creds(&agent_get(&s, "myreg.azurecr.io"));
     assert!(
@@ -183,7 +121,6 @@ fn tokens_are_renewed_before_expiry_without_any_get() {
 #[test]
 fn outage_after_warm_up_keeps_serving_and_retry_after_is_honoured() {
     let s = Setup::new();
-    let _guard = StopOnDrop(&s);
     creds(&agent_get(&s, "myreg.azurecr.io"));
     s.fake
         .set_fault(Endpoint::EntraToken, Some(Fault::Status(503)));
@@ -211,40 +148,34 @@ fn outage_after_warm_up_keeps_serving_and_retry_after_is_honoured() {
 #[test]
 fn killed_agent_and_stale_socket_are_replaced() {
     let s = Setup::new();
-    let _guard = StopOnDrop(&s);
     creds(&agent_get(&s, "myreg.azurecr.io"));
-    let pids = agent_pids(&s);
+    let pids = s.agent_pids();
     assert_eq!(pids.len(), 1);
     // SAFETY: killing the agent this test started.
-    unsafe { libc::kill(pids[0] as i32, libc::SIGKILL) };
-    assert!(wait_until(Duration::from_secs(5), || agent_pids(&s).is_empty()));
-    assert!(socket(&s).exists(), "kill -9 leaves the socket file behind");
+    unsafe { libc::kill(pids[0], libc::SIGKILL) };
+    assert!(wait_until(Duration::from_secs(5), || s
+        .agent_pids()
+        .is_empty()));
+    assert!(s.socket().exists(), "kill -9 leaves the socket file behind");
     creds(&agent_get(&s, "myreg.azurecr.io"));
     assert!(
-        wait_until(Duration::from_secs(5), || agent_pids(&s).len() == 1),
+        wait_until(Duration::from_secs(5), || s.agent_pids().len() == 1),
         "{:?}",
-        agent_pids(&s)
+        s.agent_pids()
     );
-    assert_ne!(agent_pids(&s)[0], pids[0], "a new agent took over");
+    assert_ne!(s.agent_pids()[0], pids[0], "a new agent took over");
 }
 
 #[test]
 fn another_uid_cannot_talk_to_the_agent() {
     let s = Setup::new();
-    let _guard = StopOnDrop(&s);
     creds(&agent_get(&s, "myreg.azurecr.io"));
-    let sock = socket(&s);
+    let sock = s.socket();
     let as_nobody = || {
         std::process::Command::new("setpriv")
-            .args([
-                "--reuid=65534",
-                "--regid=65534",
-                "--clear-groups",
-                bin(),
-                "agent",
-                "status",
-                "--json",
-            ])
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(bin())
+            .args(["agent", "status", "--json"])
             .env_clear()
             .env("DOCKER_CREDENTIAL_ACR_SOCKET", &sock)
             .env("HOME", "/")
@@ -283,7 +214,7 @@ fn another_uid_cannot_talk_to_the_agent() {
         String::from_utf8_lossy(&out.stderr)
     );
     // The owner still gets answers.
-    assert!(status(&s)["entries"]
+    assert!(s.status_json()["entries"]
         .as_array()
         .is_some_and(|e| !e.is_empty()));
 }
@@ -292,8 +223,7 @@ fn another_uid_cannot_talk_to_the_agent() {
 fn an_agent_speaking_an_old_protocol_is_replaced() {
     use std::io::{Read, Write};
     let s = Setup::new();
-    let _guard = StopOnDrop(&s);
-    let sock = socket(&s);
+    let sock = s.socket();
     std::fs::create_dir_all(sock.parent().unwrap()).unwrap();
     std::fs::set_permissions(
         sock.parent().unwrap(),
@@ -330,7 +260,7 @@ fn an_agent_speaking_an_old_protocol_is_replaced() {
     creds(&agent_get(&s, "myreg.azurecr.io"));
     assert!(old.join().unwrap(), "the old agent was asked to stop");
     assert_eq!(
-        agent_pids(&s).len(),
+        s.agent_pids().len(),
         1,
         "and a current agent took its place"
     );
@@ -340,8 +270,8 @@ fn an_agent_speaking_an_old_protocol_is_replaced() {
 fn the_agent_can_be_turned_off() {
     let s = Setup::new();
     creds(&s.run_inproc(&["get"], "myreg.azurecr.io"));
-    assert!(!socket(&s).exists());
-    assert!(agent_pids(&s).is_empty());
+    assert!(!s.socket().exists());
+    assert!(s.agent_pids().is_empty());
 }
 
 /// Runs a shell script inside a new user + mount namespace (its own kernel keyrings, so the
@@ -379,7 +309,6 @@ fn in_own_keyring(s: &Setup, script: &str) -> std::process::Output {
 #[test]
 fn a_restarted_agent_reuses_tokens_from_the_keyring() {
     let s = Setup::new();
-    let _guard = StopOnDrop(&s);
     s.write_config("[agent]\npersist = true\n");
     let script = r#"set -e
 gone() { for i in $(seq 100); do [ -e "$XDG_RUNTIME_DIR/docker-credential-acr/agent.sock" ] || return 0; sleep 0.05; done; return 1; }
@@ -417,7 +346,6 @@ printf myreg.azurecr.io | "$H" erase
 #[test]
 fn warm_guarantees_a_minimum_life_or_fails_clearly() {
     let s = Setup::new();
-    let _guard = StopOnDrop(&s);
     let out = s.run(
         &[
             "warm",
@@ -452,7 +380,6 @@ fn warm_guarantees_a_minimum_life_or_fails_clearly() {
 #[test]
 fn entra_throttling_is_backed_off_not_hammered() {
     let s = Setup::new();
-    let _guard = StopOnDrop(&s);
     creds(&agent_get(&s, "myreg.azurecr.io"));
     let before = s.fake.count(Endpoint::EntraToken);
     s.fake

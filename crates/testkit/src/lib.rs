@@ -45,6 +45,7 @@ mod acr;
 mod ca;
 mod entra;
 mod fake;
+pub mod harness;
 mod jwt;
 mod mi;
 mod oci;
