@@ -581,7 +581,11 @@ fn idle_agent_rss_kib(world: &World, helper: &Path) -> u64 {
         std::thread::sleep(Duration::from_millis(20));
     }
     let mut agent = world.command(helper);
-    agent.args(["agent", "run"]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    agent
+        .args(["agent", "run"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
     let mut child = agent.spawn().expect("agent");
     while !socket.exists() && Instant::now() < deadline + Duration::from_secs(5) {
         std::thread::sleep(Duration::from_millis(20));

@@ -19,7 +19,6 @@ mod spawn;
 mod statics;
 mod warm;
 
-
 /// Name used in messages and `version`.
 pub const NAME: &str = "docker-credential-acr";
 
