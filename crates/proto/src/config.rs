@@ -208,7 +208,7 @@ impl Config {
             let probe = p.trim().strip_prefix("*.").unwrap_or(p.trim());
             if RegistryHost::parse(probe).is_err() {
                 return Err(format!(
-                    "[[registry]] entry {}: `match = \"{p}\"` is not a host, host:port or *.suffix",
+                    "[[registry]] entry {}: `match = {p:?}` is not a host, host:port or *.suffix",
                     i + 1
                 ));
             }
@@ -216,9 +216,7 @@ impl Config {
         for s in std::iter::once(&self.defaults).chain(&self.registries) {
             if let Some(a) = &s.authority_host {
                 if !a.starts_with("https://") {
-                    return Err(format!(
-                        "`authority_host = \"{a}\"` must start with https://"
-                    ));
+                    return Err(format!("`authority_host = {a:?}` must start with https://"));
                 }
             }
         }
@@ -228,7 +226,7 @@ impl Config {
             ("agent.exit_idle", &self.agent.exit_idle),
         ] {
             if let Some(v) = value {
-                parse_duration(v).map_err(|e| format!("`{key} = \"{v}\"`: {e}"))?;
+                parse_duration(v).map_err(|e| format!("`{key} = {v:?}`: {e}"))?;
             }
         }
         Ok(())
@@ -358,6 +356,15 @@ mod tests {
             .unwrap_err()
             .contains("min_ttl"));
         assert!(Config::parse("[defaults]\nauthority_host = \"http://x\"\n").is_err());
+        // Values echoed in errors stay on one line (found by fuzzing).
+        for bad in [
+            "[defaults]\nauthority_host = \"a\\nb\"\n",
+            "[agent]\nmin_ttl = \"1\\n\"\n",
+            "[[registry]]\nmatch = \"a\\nb\"\n",
+        ] {
+            let e = Config::parse(bad).unwrap_err();
+            assert!(!e.contains('\n'), "{e:?}");
+        }
         assert!(Config::parse("[defaults]\nidentity = \"magic\"\n")
             .unwrap_err()
             .starts_with("line 2"));

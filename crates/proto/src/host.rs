@@ -110,6 +110,11 @@ fn split_port(authority: &str) -> Result<(&str, Option<u16>), HostError> {
         let end = inner
             .find(']')
             .ok_or(HostError::Invalid("unclosed IPv6 bracket"))?;
+        if inner[..end].parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(HostError::Invalid(
+                "not an IPv6 address inside the brackets",
+            ));
+        }
         let port = parse_port(&inner[end + 1..])?;
         return Ok((&authority[..end + 2], port));
     }
@@ -271,6 +276,9 @@ mod tests {
             "my%72eg.azurecr.io",
             "[::1",
             "{\"ServerURL\":\"x\"}",
+            "[\n]",
+            "[ ]:5000",
+            "[zz]",
             "myreg..azurecr.io",
             "-bad.azurecr.io",
             "a\0b.azurecr.io",

@@ -15,6 +15,9 @@ pub const DEFAULT_MIN_TTL: Duration = Duration::from_secs(150 * 60);
 pub const DEFAULT_REFRESH_IDLE: Duration = Duration::from_secs(12 * 3600);
 /// Default idle time after which a per-user agent exits.
 pub const DEFAULT_EXIT_IDLE: Duration = Duration::from_secs(24 * 3600);
+/// Longest lifetime believed from a token's claims (ACR's are about 3 h); a claim of more is
+/// capped so a bogus `exp` can never stop renewal.
+pub const MAX_LIFETIME: u64 = 24 * 3600;
 /// Lifetime assumed for a refresh token that carries no readable `exp`.
 pub const CONSERVATIVE_LIFETIME: u64 = 3600;
 
@@ -60,7 +63,7 @@ impl Policy {
     pub fn floor(&self, token: &AcrToken, min_ttl: Option<u64>) -> u64 {
         min_ttl
             .unwrap_or(self.min_ttl)
-            .min(token.lifetime() * 5 / 6)
+            .min((u128::from(token.lifetime()) * 5 / 6) as u64)
     }
 
     /// Whether the token may be served as-is at `now`.
@@ -97,13 +100,13 @@ pub fn token_from(refresh_token: acr_proto::Secret, now: u64) -> AcrToken {
     let claims = crate::jwt::claims(refresh_token.expose()).unwrap_or_default();
     let lifetime = match (claims.exp, claims.iat) {
         (Some(exp), Some(iat)) if exp > iat => exp - iat,
-        (Some(exp), _) if exp > now + 10 => exp - now,
+        (Some(exp), _) if exp > now.saturating_add(10) => exp - now,
         _ => CONSERVATIVE_LIFETIME,
     };
     AcrToken {
         refresh_token,
         obtained_at: now,
-        expires_at: now + lifetime,
+        expires_at: now.saturating_add(lifetime.min(MAX_LIFETIME)),
     }
 }
 
