@@ -4,6 +4,7 @@ use crate::args::AgentRunOpts;
 use crate::client;
 use crate::output::{stderr_line, stdout_line};
 use crate::warm::human;
+#[cfg(unix)]
 use acr_agent::{AgentOptions, ServeOutcome};
 use acr_proto::config::Config;
 use acr_proto::ipc::{Request, Response};
@@ -15,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// `agent run`: serve until stopped. Used by auto-start (`--ready-fd`) and by service units.
+#[cfg(unix)]
 pub fn run(opts: AgentRunOpts) -> u8 {
     let log = opts.log_file.as_ref().and_then(|p| open_log(p));
     crate::logging::init(log);
@@ -69,6 +71,14 @@ pub fn run(opts: AgentRunOpts) -> u8 {
     }
 }
 
+/// `agent run` where the agent is not built yet (Windows: named pipes are the next step).
+#[cfg(not(unix))]
+pub fn run(_opts: AgentRunOpts) -> u8 {
+    stderr_line("the agent is not available on this platform yet; every get runs in-process");
+    1
+}
+
+#[cfg(unix)]
 fn report_start_failure(ready: &mut Option<std::fs::File>, message: &str) -> u8 {
     if let Some(f) = ready.as_mut() {
         let _ = writeln!(f, "{message}");
@@ -77,6 +87,7 @@ fn report_start_failure(ready: &mut Option<std::fs::File>, message: &str) -> u8 
     1
 }
 
+#[cfg(unix)]
 fn open_log(path: &str) -> Option<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()

@@ -143,15 +143,9 @@ fn wire(file: &Path, hosts: &[RegistryHost], dry_run: bool) -> Result<String, St
 /// Writes via a temp file in the same directory and rename, keeping the old file's mode.
 fn write_atomic(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
     let dir = file.parent().unwrap_or(Path::new("."));
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)?;
-    let mode = std::fs::metadata(file)
-        .map(|m| m.permissions().mode() & 0o777)
-        .unwrap_or(0o600);
+    private_dir(dir)?;
+    let mode = file_mode(file).unwrap_or(0o600);
     let tmp = dir.join(format!(
         ".{}.{}.tmp",
         file.file_name()
@@ -159,11 +153,7 @@ fn write_atomic(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
             .unwrap_or("config"),
         std::process::id()
     ));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)?;
+    let mut f = private_file(&tmp, mode, false)?;
     let result = f
         .write_all(bytes)
         .and_then(|_| f.sync_all())
@@ -172,6 +162,61 @@ fn write_atomic(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Creates a directory (and parents) readable by the owner only.
+pub(crate) fn private_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::create_dir_all(dir)
+    }
+}
+
+/// Opens a file for writing with `mode` (Unix); `truncate` replaces an existing one, else the
+/// file must be new.
+pub(crate) fn private_file(
+    path: &Path,
+    mode: u32,
+    truncate: bool,
+) -> std::io::Result<std::fs::File> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true);
+    if truncate {
+        o.create(true).truncate(true);
+    } else {
+        o.create_new(true);
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(mode);
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    o.open(path)
+}
+
+fn file_mode(file: &Path) -> Option<u32> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(file)
+            .ok()
+            .map(|m| m.permissions().mode() & 0o777)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = file;
+        None
+    }
 }
 
 /// Settings that would make a client use something other than the helper for these hosts.

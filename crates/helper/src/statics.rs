@@ -27,22 +27,13 @@ pub fn list() -> BTreeMap<String, String> {
 
 fn write_index(index: &BTreeMap<String, String>) -> Result<(), String> {
     use std::io::Write;
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     let path = index_path().ok_or("no config directory (HOME unset)")?;
     let dir = path.parent().ok_or("bad config path")?;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
+    crate::configure::private_dir(dir)
         .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let tmp = dir.join(format!(".logins.{}.tmp", std::process::id()));
     let body = serde_json::to_vec_pretty(index).map_err(|e| e.to_string())?;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
+    let mut f = crate::configure::private_file(&tmp, 0o600, true)
         .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
     f.write_all(&body)
         .and_then(|_| f.sync_all())
@@ -50,11 +41,18 @@ fn write_index(index: &BTreeMap<String, String>) -> Result<(), String> {
     std::fs::rename(&tmp, &path).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
+#[cfg(unix)]
 fn entry(host: &str) -> Result<keyring_core::Entry, String> {
     let store = acr_agent::open_keyring()?;
     store
         .build(SERVICE, host, None)
         .map_err(|e| format!("keyring: {e}"))
+}
+
+/// No keyring store is wired on this platform yet.
+#[cfg(not(unix))]
+fn entry(_host: &str) -> Result<keyring_core::Entry, String> {
+    Err("static logins need a keyring store, not built for this platform yet".into())
 }
 
 /// The stored login for `host`, if any.
