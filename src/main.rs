@@ -10,6 +10,7 @@
 #![no_main]
 
 /// The process entry point.
+#[cfg(not(test))]
 #[no_mangle]
 pub extern "C" fn main(
     _argc: std::ffi::c_int,
