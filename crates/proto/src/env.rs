@@ -48,6 +48,32 @@ pub const ALLOWED: &[&str] = &[
     "DOCKER_CREDENTIAL_ACR_CONFIG",
 ];
 
+/// Proxy variables, in both spellings curl and Go honour.
+pub const PROXY_VARS: &[&str] = &[
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+];
+
+/// Variables that change how an HTTP client is built: trust roots, then proxies.
+pub const TRANSPORT_VARS: &[&str] = &[
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+];
+
 /// Names that hold secrets: never logged, never shown by `agent status`.
 pub const SECRET_VARS: &[&str] = &[
     "AZURE_CLIENT_SECRET",

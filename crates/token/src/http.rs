@@ -21,22 +21,11 @@ pub struct Clients {
 
 /// A cache key for [`Clients`]: the variables that change how a client is built.
 pub fn client_key(env: &IdentityEnv) -> String {
-    [
-        "SSL_CERT_FILE",
-        "SSL_CERT_DIR",
-        "HTTPS_PROXY",
-        "https_proxy",
-        "HTTP_PROXY",
-        "http_proxy",
-        "ALL_PROXY",
-        "all_proxy",
-        "NO_PROXY",
-        "no_proxy",
-    ]
-    .iter()
-    .map(|k| format!("{k}={}", env.get(k).unwrap_or("")))
-    .collect::<Vec<_>>()
-    .join("\n")
+    acr_proto::env::TRANSPORT_VARS
+        .iter()
+        .map(|k| format!("{k}={}", env.get(k).unwrap_or("")))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Installs the ring crypto provider once per process (reqwest is built without one).

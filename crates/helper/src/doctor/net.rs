@@ -102,19 +102,10 @@ fn tls_proxy(r: &mut Report, env: &IdentityEnv) -> Option<Clients> {
         }
         parts.push(format!("TLS trusts exactly {}", trusts.join(" and ")));
     }
-    let proxies: Vec<String> = [
-        "HTTPS_PROXY",
-        "https_proxy",
-        "HTTP_PROXY",
-        "http_proxy",
-        "ALL_PROXY",
-        "all_proxy",
-        "NO_PROXY",
-        "no_proxy",
-    ]
-    .iter()
-    .filter_map(|k| env.get(k).map(|v| format!("{k}={}", mask_userinfo(v))))
-    .collect();
+    let proxies: Vec<String> = acr_proto::env::PROXY_VARS
+        .iter()
+        .filter_map(|k| env.get(k).map(|v| format!("{k}={}", mask_userinfo(v))))
+        .collect();
     if proxies.is_empty() {
         parts.push("no proxy".into());
     } else {
