@@ -298,7 +298,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             'm' => 60,
             'h' => 3600,
             'd' => 86400,
-            _ => return Err(format!("unknown unit `{c}` (use s, m, h or d)")),
+            _ => return Err(format!("unknown unit {c:?} (use s, m, h or d)")),
         };
         let n: u64 = number
             .parse()
@@ -360,6 +360,7 @@ mod tests {
         for bad in [
             "[defaults]\nauthority_host = \"a\\nb\"\n",
             "[agent]\nmin_ttl = \"1\\n\"\n",
+            "[agent]\nmin_ttl = \"1\\n2h\"\n",
             "[[registry]]\nmatch = \"a\\nb\"\n",
         ] {
             let e = Config::parse(bad).unwrap_err();

@@ -87,8 +87,21 @@ pub const SECRET_VARS: &[&str] = &[
 /// A snapshot of the allowlisted variables of some process. `Debug` shows names only, because
 /// several values are secrets.
 #[derive(Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(transparent)]
+#[serde(from = "BTreeMap<String, String>", into = "BTreeMap<String, String>")]
 pub struct IdentityEnv(BTreeMap<String, String>);
+
+/// Decoding applies the allowlist too: whatever a peer sends, only allowlisted names survive.
+impl From<BTreeMap<String, String>> for IdentityEnv {
+    fn from(map: BTreeMap<String, String>) -> Self {
+        IdentityEnv::from_pairs(map)
+    }
+}
+
+impl From<IdentityEnv> for BTreeMap<String, String> {
+    fn from(env: IdentityEnv) -> Self {
+        env.0.clone()
+    }
+}
 
 impl IdentityEnv {
     /// Captures the allowlisted variables of this process.
@@ -141,5 +154,22 @@ impl Drop for IdentityEnv {
         for v in self.0.values_mut() {
             v.zeroize();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decoding_keeps_only_allowlisted_names() {
+        let env: IdentityEnv =
+            serde_json::from_str(r#"{"LD_PRELOAD":"/x.so","AZURE_CLIENT_ID":"c"}"#).unwrap();
+        assert_eq!(env.get("AZURE_CLIENT_ID"), Some("c"));
+        assert_eq!(env.get("LD_PRELOAD"), None);
+        assert_eq!(
+            serde_json::to_string(&env).unwrap(),
+            r#"{"AZURE_CLIENT_ID":"c"}"#
+        );
     }
 }
