@@ -6,7 +6,8 @@
 
 use std::collections::BTreeMap;
 
-/// Exact variable names that select or configure an identity, TLS trust or proxying.
+/// Exact variable names that select or configure an identity (TLS trust and proxy variables,
+/// [`TLS_VARS`] and [`PROXY_VARS`], travel too: see [`is_allowed`]).
 pub const ALLOWED: &[&str] = &[
     "AZURE_TENANT_ID",
     "AZURE_CLIENT_ID",
@@ -35,16 +36,6 @@ pub const ALLOWED: &[&str] = &[
     "SYSTEM_ACCESSTOKEN",
     "HOME",
     "PATH",
-    "SSL_CERT_FILE",
-    "SSL_CERT_DIR",
-    "HTTPS_PROXY",
-    "https_proxy",
-    "HTTP_PROXY",
-    "http_proxy",
-    "ALL_PROXY",
-    "all_proxy",
-    "NO_PROXY",
-    "no_proxy",
     "DOCKER_CREDENTIAL_ACR_CONFIG",
 ];
 
@@ -60,19 +51,18 @@ pub const PROXY_VARS: &[&str] = &[
     "no_proxy",
 ];
 
-/// Variables that change how an HTTP client is built: trust roots, then proxies.
-pub const TRANSPORT_VARS: &[&str] = &[
-    "SSL_CERT_FILE",
-    "SSL_CERT_DIR",
-    "HTTPS_PROXY",
-    "https_proxy",
-    "HTTP_PROXY",
-    "http_proxy",
-    "ALL_PROXY",
-    "all_proxy",
-    "NO_PROXY",
-    "no_proxy",
-];
+/// Trust-root variables (OpenSSL's names, which rustls-native-certs honours too).
+pub const TLS_VARS: &[&str] = &["SSL_CERT_FILE", "SSL_CERT_DIR"];
+
+/// Whether a variable crosses the socket: identity, TLS trust or proxy.
+pub fn is_allowed(name: &str) -> bool {
+    ALLOWED.contains(&name) || TLS_VARS.contains(&name) || PROXY_VARS.contains(&name)
+}
+
+/// Every variable that crosses the socket.
+pub fn all_allowed() -> impl Iterator<Item = &'static str> {
+    ALLOWED.iter().chain(TLS_VARS).chain(PROXY_VARS).copied()
+}
 
 /// Names that hold secrets: never logged, never shown by `agent status`.
 pub const SECRET_VARS: &[&str] = &[
@@ -107,20 +97,13 @@ impl IdentityEnv {
     /// Captures the allowlisted variables of this process.
     pub fn capture() -> Self {
         Self::from_pairs(
-            ALLOWED
-                .iter()
-                .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v))),
+            all_allowed().filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v))),
         )
     }
 
     /// Builds a snapshot from pairs, keeping only allowlisted names.
     pub fn from_pairs(pairs: impl IntoIterator<Item = (String, String)>) -> Self {
-        IdentityEnv(
-            pairs
-                .into_iter()
-                .filter(|(k, _)| ALLOWED.contains(&k.as_str()))
-                .collect(),
-        )
+        IdentityEnv(pairs.into_iter().filter(|(k, _)| is_allowed(k)).collect())
     }
 
     /// A variable's value; empty values count as unset, as the Azure SDKs treat them.
@@ -160,6 +143,23 @@ impl Drop for IdentityEnv {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn identity_tls_and_proxy_variables_all_travel() {
+        for name in [
+            "AZURE_CLIENT_SECRET",
+            "SSL_CERT_FILE",
+            "https_proxy",
+            "NO_PROXY",
+            "PATH",
+        ] {
+            assert!(
+                is_allowed(name) && all_allowed().any(|n| n == name),
+                "{name}"
+            );
+        }
+        assert!(!is_allowed("LD_PRELOAD"));
+    }
 
     #[test]
     fn decoding_keeps_only_allowlisted_names() {

@@ -21,8 +21,9 @@ pub struct Clients {
 
 /// A cache key for [`Clients`]: the variables that change how a client is built.
 pub fn client_key(env: &IdentityEnv) -> String {
-    acr_proto::env::TRANSPORT_VARS
+    acr_proto::env::TLS_VARS
         .iter()
+        .chain(acr_proto::env::PROXY_VARS)
         .map(|k| format!("{k}={}", env.get(k).unwrap_or("")))
         .collect::<Vec<_>>()
         .join("\n")
