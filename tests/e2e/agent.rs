@@ -396,3 +396,28 @@ fn entra_throttling_is_backed_off_not_hammered() {
         "no call before Retry-After passed"
     );
 }
+
+#[test]
+fn the_auto_started_agent_logs_beside_its_socket_without_secrets() {
+    let s = Setup::new();
+    creds(&s.run(
+        &["get"],
+        "myreg.azurecr.io",
+        &[("DOCKER_CREDENTIAL_ACR_LOG", "debug")],
+        true,
+    ));
+    let log = s.agent_log();
+    assert!(
+        wait_until(Duration::from_secs(5), || std::fs::metadata(&log)
+            .is_ok_and(|m| m.len() > 0)),
+        "agent.log at {}",
+        log.display()
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains(s.secret()), "no secret in the log");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&log).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+}

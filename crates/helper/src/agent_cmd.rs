@@ -90,6 +90,11 @@ fn report_start_failure(ready: &mut Option<std::fs::File>, message: &str) -> u8 
 #[cfg(unix)]
 fn open_log(path: &str) -> Option<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
+    // The log lives beside the socket, in a directory the first agent has yet to create (0700;
+    // the agent checks ownership and mode again before it listens).
+    if let Some(dir) = std::path::Path::new(path).parent() {
+        let _ = crate::configure::private_dir(dir);
+    }
     std::fs::OpenOptions::new()
         .create(true)
         .append(true)
