@@ -485,8 +485,8 @@ fn seed_ecr_home(home: PathBuf, program: PathBuf, version: String) -> EcrPeer {
     // As ECR issues them: a token for 12 hours, requested now.
     let entry = serde_json::json!({
         "AuthorizationToken": base64(format!("AWS:{ECR_PASSWORD}").as_bytes()),
-        "RequestedAt": rfc3339(now),
-        "ExpiresAt": rfc3339(now + 12 * 3600),
+        "RequestedAt": acr_testkit::rfc3339_utc(now),
+        "ExpiresAt": acr_testkit::rfc3339_utc(now + 12 * 3600),
         "ProxyEndpoint": format!("https://{}", EcrPeer::host(ECR_ACCOUNT)),
         "Service": "ecr",
     });
@@ -524,44 +524,8 @@ fn find_in_path(name: &str) -> Option<PathBuf> {
 }
 
 fn base64(data: &[u8]) -> String {
-    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
-            if i <= chunk.len() {
-                out.push(ABC[(n >> shift) as usize & 63] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-/// UTC `YYYY-MM-DDTHH:MM:SSZ` for seconds since the epoch (civil-from-days, proleptic Gregorian).
-fn rfc3339(secs: u64) -> String {
-    let (days, rem) = ((secs / 86400) as i64, secs % 86400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(data)
 }
 
 fn pct(sorted: &[Duration], p: usize) -> Duration {

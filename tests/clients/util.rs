@@ -296,21 +296,7 @@ pub struct AgentGuard<'a>(pub &'a Setup);
 impl AgentGuard<'_> {
     /// Agent processes serving this world.
     pub fn pids(&self) -> Vec<i32> {
-        let marker = self.0.world.run_dir().to_string_lossy().into_owned();
-        let mut pids = Vec::new();
-        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-                continue;
-            };
-            let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
-                continue;
-            };
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            if cmd.contains("agent run") && cmd.contains(&marker) {
-                pids.push(pid);
-            }
-        }
-        pids
+        acr_testkit::harness::agent_pids(&self.0.world)
     }
 }
 

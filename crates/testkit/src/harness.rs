@@ -153,23 +153,9 @@ impl Setup {
         path
     }
 
-    /// Agent processes serving this world (their cmdline names the world's run dir).
+    /// Agent processes serving this world.
     pub fn agent_pids(&self) -> Vec<i32> {
-        let marker = self.world.run_dir().to_string_lossy().to_string();
-        let mut pids = Vec::new();
-        for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-                continue;
-            };
-            let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
-                continue;
-            };
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            if cmd.contains("agent run") && cmd.contains(&marker) {
-                pids.push(pid);
-            }
-        }
-        pids
+        agent_pids(&self.world)
     }
 
     /// `agent status --json`, parsed.
@@ -195,6 +181,25 @@ impl Drop for Setup {
     fn drop(&mut self) {
         self.stop_agent();
     }
+}
+
+/// Agent processes serving `world` (their command line names the world's run dir).
+pub fn agent_pids(world: &World) -> Vec<i32> {
+    let marker = world.run_dir().to_string_lossy().into_owned();
+    let mut pids = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if cmd.contains("agent run") && cmd.contains(&marker) {
+            pids.push(pid);
+        }
+    }
+    pids
 }
 
 /// Spawns `cmd`, writes `stdin` on a thread, drains stdout/stderr on threads, waits up to

@@ -90,8 +90,8 @@ pub(crate) fn random_secret(n: usize) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// `YYYY-MM-DD HH:MM:SSZ` for `secs` since the epoch (Entra's `timestamp`).
-pub(crate) fn format_utc(secs: u64) -> String {
+/// `YYYY-MM-DDTHH:MM:SSZ` (RFC 3339, UTC) for `secs` since the epoch, proleptic Gregorian.
+pub fn rfc3339_utc(secs: u64) -> String {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     // Howard Hinnant's civil_from_days.
@@ -105,11 +105,16 @@ pub(crate) fn format_utc(secs: u64) -> String {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
     format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z",
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
         rem / 3600,
         rem % 3600 / 60,
         rem % 60
     )
+}
+
+/// `YYYY-MM-DD HH:MM:SSZ` for `secs` since the epoch (Entra's `timestamp`).
+pub(crate) fn format_utc(secs: u64) -> String {
+    rfc3339_utc(secs).replacen('T', " ", 1)
 }
 
 #[cfg(test)]

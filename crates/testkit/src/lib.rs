@@ -60,6 +60,7 @@ mod state;
 mod world;
 
 pub use fake::{FakeAzure, FakeOptions};
+pub use jwt::rfc3339_utc;
 pub use mi::MI_TENANT_ID;
 pub use oci::{
     sha256_digest, write_dir_image, write_oci_layout, ManifestFormat, TinyImage, DOCKER_MANIFEST,
