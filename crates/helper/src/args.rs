@@ -44,6 +44,8 @@ pub enum Command {
     AgentStop,
     /// `kubelet`: credential provider exec plugin.
     Kubelet,
+    /// `kubelet merge-config --into PATH --from FILE --out OUT` (node installer).
+    KubeletMergeConfig(crate::kubelet_config::MergeOpts),
     /// `configure [--containers] [--dry-run] REGISTRY...`.
     Configure {
         /// Registries to wire (empty: the exact ones in the config file).
@@ -58,7 +60,7 @@ pub enum Command {
 }
 
 /// One-line usage, printed for bad arguments.
-pub const USAGE: &str = "Usage: docker-credential-acr <store|get|erase|list|version> | warm [--min-ttl 2h] REGISTRY... | agent <run|status|stop> | kubelet | configure [--containers] [--dry-run] REGISTRY... | doctor [--acquire] [REGISTRY]";
+pub const USAGE: &str = "Usage: docker-credential-acr <store|get|erase|list|version> | warm [--min-ttl 2h] REGISTRY... | agent <run|status|stop> | kubelet [merge-config --into PATH --from FILE --out OUT] | configure [--containers] [--dry-run] REGISTRY... | doctor [--acquire] [REGISTRY]";
 
 /// Parses arguments (without the program name).
 pub fn parse(args: &[String]) -> Result<Command, String> {
@@ -76,6 +78,9 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         ["agent", "status", "--json"] => Ok(Command::AgentStatus { json: true }),
         ["agent", "stop"] => Ok(Command::AgentStop),
         ["kubelet"] => Ok(Command::Kubelet),
+        ["kubelet", "merge-config", rest @ ..] => {
+            crate::kubelet_config::parse_args(rest).map(Command::KubeletMergeConfig)
+        }
         ["configure", rest @ ..] => parse_configure(rest),
         ["doctor", rest @ ..] => crate::doctor::parse_args(rest).map(Command::Doctor),
         [] => Err(USAGE.to_string()),

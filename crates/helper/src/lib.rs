@@ -13,6 +13,7 @@ mod docker;
 mod doctor;
 mod inproc;
 pub mod kubelet;
+mod kubelet_config;
 mod logging;
 mod output;
 mod spawn;
@@ -65,6 +66,7 @@ fn dispatch(cmd: args::Command) -> u8 {
         AgentStatus { json } => agent_cmd::status(json),
         AgentStop => agent_cmd::stop(),
         Kubelet => kubelet::run(),
+        KubeletMergeConfig(opts) => kubelet_config::run(&opts),
         Configure {
             registries,
             containers,

@@ -1,0 +1,351 @@
+//! `docker-credential-acr kubelet merge-config --into PATH --from FILE --out OUT`: merges our
+//! provider entries into a node's existing kubelet `CredentialProviderConfig`.
+//!
+//! Nodes already carry providers of their own (AKS's `acr-credential-provider`, EKS's
+//! `ecr-credential-provider`), so the node installer must add ours without dropping theirs.
+//! Done here rather than in shell (no YAML parser on most hosts) or Python (not on every node
+//! image): the binary the installer copies anyway does it.
+//!
+//! Rules: every provider in FILE replaces the same-named entry in place (kubelet tries providers
+//! in list order, so the others keep their precedence) or is appended; nothing else in PATH
+//! changes. When the result means the same as PATH, OUT receives PATH's bytes unchanged (comments
+//! and formatting kept), so the caller's byte comparison says "nothing to do". A PATH that is not
+//! a `CredentialProviderConfig` kubelet could load is an error and nothing is written. PATH ending
+//! in `.json` (EKS's `config.json`) is written back as JSON, anything else as YAML.
+
+use serde_norway::Value;
+use std::path::{Path, PathBuf};
+
+/// Config API versions kubelet loads (`kubelet.config.k8s.io`).
+const CONFIG_API_VERSIONS: &[&str] = &[
+    "kubelet.config.k8s.io/v1",
+    "kubelet.config.k8s.io/v1beta1",
+    "kubelet.config.k8s.io/v1alpha1",
+];
+
+/// Why a merge did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A file is not a usable `CredentialProviderConfig`.
+    #[error("{}: {message}; it was left untouched: fix it (or move it away) and run again", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, in one line.
+        message: String,
+    },
+    /// Bad command line.
+    #[error("kubelet merge-config: {0}; usage: kubelet merge-config --into PATH --from FILE --out OUT")]
+    Usage(String),
+}
+
+/// Parsed `merge-config` options.
+#[derive(Debug, PartialEq, Eq)]
+pub struct MergeOpts {
+    /// The node's config (may not exist yet).
+    pub into: PathBuf,
+    /// The config holding our provider(s).
+    pub from: PathBuf,
+    /// Where the merged document goes.
+    pub out: PathBuf,
+}
+
+/// Parses `--into PATH --from FILE --out OUT` (each also as `--opt=value`).
+pub fn parse_args(rest: &[&str]) -> Result<MergeOpts, String> {
+    let (mut into, mut from, mut out) = (None, None, None);
+    let mut it = rest.iter();
+    while let Some(a) = it.next() {
+        let a: &str = a;
+        let (key, inline) = match a.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (a, None),
+        };
+        let slot = match key {
+            "--into" => &mut into,
+            "--from" => &mut from,
+            "--out" => &mut out,
+            _ => return Err(MergeError::Usage(format!("unknown option {a:?}")).to_string()),
+        };
+        let value = match inline {
+            Some(v) => v,
+            None => it
+                .next()
+                .copied()
+                .ok_or_else(|| MergeError::Usage(format!("{key} needs a path")).to_string())?,
+        };
+        if value.is_empty() {
+            return Err(MergeError::Usage(format!("{key} needs a path")).to_string());
+        }
+        *slot = Some(PathBuf::from(value));
+    }
+    match (into, from, out) {
+        (Some(into), Some(from), Some(out)) => Ok(MergeOpts { into, from, out }),
+        _ => Err(MergeError::Usage("--into, --from and --out are required".into()).to_string()),
+    }
+}
+
+/// Runs the command: exit 0 after writing OUT, 1 with one line on stderr.
+pub fn run(opts: &MergeOpts) -> u8 {
+    match merge_files(opts) {
+        Ok(()) => 0,
+        Err(e) => {
+            crate::output::stderr_line(&e.to_string());
+            1
+        }
+    }
+}
+
+fn merge_files(opts: &MergeOpts) -> Result<(), MergeError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| MergeError::Io { path, source }
+    };
+    let ours = std::fs::read_to_string(&opts.from).map_err(io(&opts.from))?;
+    let existing = match std::fs::read_to_string(&opts.into) {
+        Ok(text) => Some(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(io(&opts.into)(e)),
+    };
+    let json = opts.into.extension().is_some_and(|e| e == "json");
+    let merged = merge(existing.as_deref(), &ours, json).map_err(|(which, message)| {
+        MergeError::Invalid {
+            path: match which {
+                Which::Existing => opts.into.clone(),
+                Which::Ours => opts.from.clone(),
+            },
+            message,
+        }
+    })?;
+    std::fs::write(&opts.out, merged).map_err(io(&opts.out))
+}
+
+/// Which input a problem is in.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Which {
+    /// The node's config.
+    Existing,
+    /// Ours.
+    Ours,
+}
+
+/// The merged document: `existing` (None: no file yet) with every provider of `ours` in place.
+pub fn merge(existing: Option<&str>, ours: &str, json: bool) -> Result<String, (Which, String)> {
+    let ours_doc = parse(ours).map_err(|m| (Which::Ours, m))?;
+    let ours_providers = providers(&ours_doc).map_err(|m| (Which::Ours, m))?;
+    if ours_providers.is_empty() {
+        return Err((Which::Ours, "names no provider".into()));
+    }
+    let Some(existing) = existing else {
+        return if json {
+            to_json(&ours_doc).map_err(|m| (Which::Ours, m))
+        } else {
+            Ok(ours.to_string())
+        };
+    };
+    let mut doc = parse(existing).map_err(|m| (Which::Existing, m))?;
+    let current = providers(&doc).map_err(|m| (Which::Existing, m))?;
+    let mut merged = current.clone();
+    for p in &ours_providers {
+        match merged.iter().position(|q| name(q) == name(p)) {
+            Some(i) => merged[i] = p.clone(),
+            None => merged.push(p.clone()),
+        }
+    }
+    if merged == current {
+        return Ok(existing.to_string());
+    }
+    if let Value::Mapping(m) = &mut doc {
+        m.insert(Value::from("providers"), Value::Sequence(merged));
+    }
+    if json {
+        to_json(&doc).map_err(|m| (Which::Existing, m))
+    } else {
+        serde_norway::to_string(&doc).map_err(|e| (Which::Existing, one_line(&e.to_string())))
+    }
+}
+
+/// YAML (JSON is YAML) to a value; duplicate keys are refused as kubelet's strict decoder does.
+fn parse(text: &str) -> Result<Value, String> {
+    if text.trim().is_empty() {
+        return Err("is empty, not a CredentialProviderConfig".into());
+    }
+    serde_norway::from_str::<Value>(text)
+        .map_err(|e| format!("is not valid YAML or JSON ({})", one_line(&e.to_string())))
+}
+
+/// The `providers` list after checking the document is one kubelet would load.
+fn providers(doc: &Value) -> Result<Vec<Value>, String> {
+    let Value::Mapping(top) = doc else {
+        return Err("is not a mapping (expected a kubelet CredentialProviderConfig)".into());
+    };
+    let kind = top.get("kind").and_then(Value::as_str);
+    if kind != Some("CredentialProviderConfig") {
+        return Err(format!(
+            "kind is {}, expected CredentialProviderConfig",
+            shown(top.get("kind"))
+        ));
+    }
+    let api = top.get("apiVersion").and_then(Value::as_str);
+    if !api.is_some_and(|a| CONFIG_API_VERSIONS.contains(&a)) {
+        return Err(format!(
+            "apiVersion is {}, expected kubelet.config.k8s.io/v1",
+            shown(top.get("apiVersion"))
+        ));
+    }
+    let list = match top.get("providers") {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Sequence(s)) => s.clone(),
+        Some(_) => return Err("providers is not a list".into()),
+    };
+    let mut seen = Vec::new();
+    for (i, p) in list.iter().enumerate() {
+        if !matches!(p, Value::Mapping(_)) {
+            return Err(format!("providers[{i}] is not a mapping"));
+        }
+        let Some(n) = name(p).filter(|n| !n.is_empty()) else {
+            return Err(format!("providers[{i}] has no name"));
+        };
+        if seen.contains(&n) {
+            return Err(format!("provider name {n:?} appears twice"));
+        }
+        seen.push(n);
+    }
+    Ok(list)
+}
+
+fn name(p: &Value) -> Option<&str> {
+    p.get("name").and_then(Value::as_str)
+}
+
+fn shown(v: Option<&Value>) -> String {
+    match v {
+        None | Some(Value::Null) => "missing".into(),
+        Some(Value::String(s)) => format!("{:?}", s.chars().take(80).collect::<String>()),
+        Some(_) => "not a string".into(),
+    }
+}
+
+fn to_json(doc: &Value) -> Result<String, String> {
+    let v: serde_json::Value =
+        serde_json::to_value(doc).map_err(|e| format!("cannot be written as JSON ({e})"))?;
+    serde_json::to_string_pretty(&v)
+        .map(|s| s + "\n")
+        .map_err(|e| format!("cannot be written as JSON ({e})"))
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OURS: &str = "# ours\napiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\nproviders:\n  - name: docker-credential-acr\n    apiVersion: credentialprovider.kubelet.k8s.io/v1\n    args: [kubelet]\n    defaultCacheDuration: 10m\n    matchImages: ['*.azurecr.io']\n";
+    const AKS: &str = "kind: CredentialProviderConfig\napiVersion: kubelet.config.k8s.io/v1\nproviders:\n- name: acr-credential-provider\n  apiVersion: credentialprovider.kubelet.k8s.io/v1\n  defaultCacheDuration: 10m\n  matchImages: ['*.azurecr.io']\n  args: [/etc/kubernetes/azure.json]\n";
+
+    fn names(text: &str) -> Vec<String> {
+        let v: Value = serde_norway::from_str(text).unwrap();
+        v["providers"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn no_file_yet_gets_ours_verbatim() {
+        assert_eq!(merge(None, OURS, false).unwrap(), OURS);
+        let j: serde_json::Value = serde_json::from_str(&merge(None, OURS, true).unwrap()).unwrap();
+        assert_eq!(j["providers"][0]["name"], "docker-credential-acr");
+    }
+
+    #[test]
+    fn keeps_other_providers_first_and_is_idempotent() {
+        let once = merge(Some(AKS), OURS, false).unwrap();
+        assert_eq!(
+            names(&once),
+            ["acr-credential-provider", "docker-credential-acr"]
+        );
+        let theirs: Value = serde_norway::from_str(AKS).unwrap();
+        let after: Value = serde_norway::from_str(&once).unwrap();
+        assert_eq!(after["providers"][0], theirs["providers"][0]);
+        assert_eq!(merge(Some(&once), OURS, false).unwrap(), once);
+    }
+
+    #[test]
+    fn replaces_our_entry_in_place() {
+        let old = OURS.replace("10m", "1m");
+        let both = merge(Some(AKS), &old, false).unwrap();
+        let swapped = both.replace(
+            "- name: acr-credential-provider",
+            "- name: zz-placeholder",
+        );
+        let merged = merge(Some(&swapped), OURS, false).unwrap();
+        assert_eq!(names(&merged), ["zz-placeholder", "docker-credential-acr"]);
+        assert!(merged.contains("10m") && !merged.contains(" 1m"), "{merged}");
+    }
+
+    #[test]
+    fn json_in_json_out() {
+        let eks = r#"{"apiVersion":"kubelet.config.k8s.io/v1","kind":"CredentialProviderConfig","providers":[{"name":"ecr-credential-provider","matchImages":["*.dkr.ecr.*.amazonaws.com"],"defaultCacheDuration":"12h","apiVersion":"credentialprovider.kubelet.k8s.io/v1"}]}"#;
+        let out = merge(Some(eks), OURS, true).unwrap();
+        let j: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(j["providers"][0]["name"], "ecr-credential-provider");
+        assert_eq!(j["providers"][1]["args"][0], "kubelet");
+    }
+
+    #[test]
+    fn broken_inputs_are_refused_with_the_reason() {
+        for (text, why) in [
+            ("providers: [", "not valid YAML"),
+            ("", "is empty"),
+            ("- a\n- b\n", "not a mapping"),
+            ("kind: Pod\napiVersion: v1\n", "kind is \"Pod\""),
+            (
+                "kind: CredentialProviderConfig\napiVersion: v9\nproviders: []\n",
+                "apiVersion is \"v9\"",
+            ),
+            (
+                "kind: CredentialProviderConfig\napiVersion: kubelet.config.k8s.io/v1\nproviders: {}\n",
+                "not a list",
+            ),
+            (
+                "kind: CredentialProviderConfig\napiVersion: kubelet.config.k8s.io/v1\nproviders: [{matchImages: []}]\n",
+                "has no name",
+            ),
+            (
+                "kind: CredentialProviderConfig\napiVersion: kubelet.config.k8s.io/v1\nproviders: [{name: a}, {name: a}]\n",
+                "appears twice",
+            ),
+            (
+                "kind: CredentialProviderConfig\nkind: CredentialProviderConfig\napiVersion: kubelet.config.k8s.io/v1\n",
+                "not valid YAML",
+            ),
+        ] {
+            let (which, message) = merge(Some(text), OURS, false).unwrap_err();
+            assert_eq!(which, Which::Existing, "{text}");
+            assert!(message.contains(why), "{text:?}: {message}");
+        }
+        assert_eq!(merge(None, "kind: x", false).unwrap_err().0, Which::Ours);
+    }
+
+    #[test]
+    fn arguments() {
+        let o = parse_args(&["--into", "/a", "--from=/b", "--out", "/c"]).unwrap();
+        assert_eq!(o.into, PathBuf::from("/a"));
+        assert_eq!(o.from, PathBuf::from("/b"));
+        assert!(parse_args(&["--into", "/a"]).is_err());
+        assert!(parse_args(&["--into"]).is_err());
+        assert!(parse_args(&["--frob", "x"]).is_err());
+    }
+}
