@@ -22,18 +22,30 @@ def mapping(loader, node, deep=False):
     return loader.construct_mapping(node, deep)
 
 Strict.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
-print(json.dumps(yaml.load(open(sys.argv[1]), Loader=Strict)))
+print(json.dumps(list(yaml.load_all(open(sys.argv[1]), Loader=Strict))))
 "#;
 
-fn load_config() -> Value {
-    let path = install_dir().join("kubelet/credential-provider-config.yaml");
+/// Every YAML document in `path`, as JSON values (PyYAML, duplicate keys refused).
+pub fn load_yaml_docs(path: &std::path::Path) -> Vec<Value> {
     let out = python(YAML_TO_JSON, &[path.to_str().unwrap()]);
     assert!(
         out.status.success(),
-        "YAML did not parse (needs the Debian package python3-yaml): {}",
+        "{}: YAML did not parse (needs the Debian package python3-yaml): {}",
+        path.display(),
         text(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("JSON from PyYAML")
+}
+
+/// The one document in `path`.
+pub fn load_yaml(path: &std::path::Path) -> Value {
+    let mut docs = load_yaml_docs(path);
+    assert_eq!(docs.len(), 1, "{}: one document", path.display());
+    docs.remove(0)
+}
+
+fn load_config() -> Value {
+    load_yaml(&install_dir().join("kubelet/credential-provider-config.yaml"))
 }
 
 /// Exactly these keys may appear (strict decoding), and `required` must.
@@ -236,4 +248,66 @@ fn match_images_cover_every_acr_name_and_nothing_else() {
     ] {
         assert!(!matched(image), "{image} must not match {images:?}");
     }
+}
+
+fn strings(v: &Value) -> Vec<&str> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .map(|x| x.as_str().expect("strings only"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn sa_token_variant_adds_token_attributes_kubelet_accepts_for_the_annotations_we_read() {
+    let plain = load_config();
+    let sa = load_yaml(&install_dir().join("kubelet/credential-provider-config-sa-token.yaml"));
+    // The same provider apart from tokenAttributes (so the plain checks above cover the rest).
+    let mut stripped = sa.clone();
+    let attrs = stripped["providers"][0]
+        .as_object_mut()
+        .expect("provider mapping")
+        .remove("tokenAttributes")
+        .expect("tokenAttributes present");
+    assert_eq!(stripped, plain, "only tokenAttributes differ");
+    // ServiceAccountTokenAttributes (kubelet config v1, 1.34+): exactly these fields.
+    keys(
+        &attrs,
+        &[
+            "serviceAccountTokenAudience",
+            "cacheType",
+            "requireServiceAccount",
+            "requiredServiceAccountAnnotationKeys",
+            "optionalServiceAccountAnnotationKeys",
+        ],
+        &[
+            "serviceAccountTokenAudience",
+            "cacheType",
+            "requireServiceAccount",
+        ],
+        "tokenAttributes",
+    );
+    assert_eq!(
+        attrs["serviceAccountTokenAudience"],
+        "api://AzureADTokenExchange"
+    );
+    // Our ACR token depends on the service account's annotations, not on the pod.
+    assert_eq!(attrs["cacheType"], "ServiceAccount");
+    assert!(attrs["requireServiceAccount"].is_boolean());
+    let required = strings(&attrs["requiredServiceAccountAnnotationKeys"]);
+    let optional = strings(&attrs["optionalServiceAccountAnnotationKeys"]);
+    // Kubelet's validation: required keys need requireServiceAccount; keys unique; lists disjoint.
+    if !required.is_empty() {
+        assert_eq!(attrs["requireServiceAccount"], true);
+    }
+    let mut all: Vec<&str> = required.iter().chain(&optional).copied().collect();
+    let n = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), n, "annotation keys unique and disjoint");
+    // The provider fails without the client-id annotation and falls back to AZURE_TENANT_ID.
+    assert_eq!(required, [acr_helper::kubelet::CLIENT_ID_ANNOTATION]);
+    assert_eq!(optional, [acr_helper::kubelet::TENANT_ID_ANNOTATION]);
 }

@@ -4,6 +4,8 @@
 //! launchd plist, and an idempotent POSIX `install.sh`. Missing tools fail the suite.
 
 mod kubelet;
+mod manifests;
+mod node;
 mod script;
 mod units;
 mod util;

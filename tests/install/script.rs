@@ -70,7 +70,7 @@ fn ok(out: &Output) -> String {
 }
 
 /// (inode, mtime ns, mode, content) of every file below `root`.
-fn snapshot(root: &Path) -> Vec<(PathBuf, u64, i64, u32, Vec<u8>)> {
+pub(crate) fn snapshot(root: &Path) -> Vec<(PathBuf, u64, i64, u32, Vec<u8>)> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -98,11 +98,11 @@ fn snapshot(root: &Path) -> Vec<(PathBuf, u64, i64, u32, Vec<u8>)> {
     out
 }
 
-fn mode(p: &Path) -> u32 {
+pub(crate) fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
 }
 
-fn exec_start(unit: &Path) -> String {
+pub(crate) fn exec_start(unit: &Path) -> String {
     std::fs::read_to_string(unit)
         .unwrap()
         .lines()

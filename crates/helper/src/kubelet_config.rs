@@ -43,7 +43,9 @@ pub enum MergeError {
         message: String,
     },
     /// Bad command line.
-    #[error("kubelet merge-config: {0}; usage: kubelet merge-config --into PATH --from FILE --out OUT")]
+    #[error(
+        "kubelet merge-config: {0}; usage: kubelet merge-config --into PATH --from FILE --out OUT"
+    )]
     Usage(String),
 }
 
@@ -286,13 +288,13 @@ mod tests {
     fn replaces_our_entry_in_place() {
         let old = OURS.replace("10m", "1m");
         let both = merge(Some(AKS), &old, false).unwrap();
-        let swapped = both.replace(
-            "- name: acr-credential-provider",
-            "- name: zz-placeholder",
-        );
+        let swapped = both.replace("- name: acr-credential-provider", "- name: zz-placeholder");
         let merged = merge(Some(&swapped), OURS, false).unwrap();
         assert_eq!(names(&merged), ["zz-placeholder", "docker-credential-acr"]);
-        assert!(merged.contains("10m") && !merged.contains(" 1m"), "{merged}");
+        assert!(
+            merged.contains("10m") && !merged.contains(" 1m"),
+            "{merged}"
+        );
     }
 
     #[test]
