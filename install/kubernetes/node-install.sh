@@ -26,6 +26,16 @@
 #            (k3s's own defaults), unit k3s-agent (agents) or k3s (servers)
 #   auto     the first whose marks exist: eks, k3s, aks, else kubeadm
 # Flags already present in the profile's kubelet flags file win over the profile's paths.
+#
+# Sources: kubeadm: kubernetes/website docs/setup/production-environment/tools/kubeadm/
+# kubelet-integration.md (KUBELET_EXTRA_ARGS in /etc/default/kubelet or /etc/sysconfig/kubelet,
+# last in the flag chain). AKS: kubernetes-sigs/cloud-provider-azure
+# site/content/en/topics/credential-provider.md (acr-credential-provider in
+# /var/lib/kubelet/credential-provider, config /var/lib/kubelet/credential-provider-config.yaml).
+# EKS: awslabs/amazon-eks-ami nodeadm/internal/kubelet/image-credential-provider.go (nodeadm
+# writes config.json and sets both flags on every boot, so a reboot undoes the merge until this
+# installer's pod runs again, which the DaemonSet does). k3s: k3s-io/k3s pkg/cli/cmds/agent.go
+# (default --image-credential-provider-bin-dir and -config under /var/lib/rancher/credentialprovider).
 set -eu
 
 name=docker-credential-acr
@@ -108,9 +118,22 @@ case $profile in
     kubeadm)
         p_config=/etc/kubernetes/credential-provider-config.yaml
         p_bin=/etc/kubernetes/credential-provider
-        flags_file=/etc/default/kubelet
-        if [ ! -f "$(h /etc/default/kubelet)" ] && [ -f "$(h /etc/sysconfig/kubelet)" ]; then
-            flags_file=/etc/sysconfig/kubelet
+        # The file kubeadm's kubelet drop-in reads KUBELET_EXTRA_ARGS from: /etc/default/kubelet
+        # (DEB) or /etc/sysconfig/kubelet (RPM); the drop-in's EnvironmentFile= line decides.
+        flags_file=
+        for dropin in /etc/systemd/system/kubelet.service.d/10-kubeadm.conf \
+            /usr/lib/systemd/system/kubelet.service.d/10-kubeadm.conf \
+            /lib/systemd/system/kubelet.service.d/10-kubeadm.conf; do
+            [ -f "$(h "$dropin")" ] || continue
+            flags_file=$(sed -n 's|^EnvironmentFile=-\{0,1\}\(/etc/[a-z]*/kubelet\)[[:space:]]*$|\1|p' \
+                "$(h "$dropin")" | head -n 1)
+            break
+        done
+        if [ -z "$flags_file" ]; then
+            flags_file=/etc/default/kubelet
+            if [ ! -f "$(h /etc/default/kubelet)" ] && [ -f "$(h /etc/sysconfig/kubelet)" ]; then
+                flags_file=/etc/sysconfig/kubelet
+            fi
         fi
         edit_flags=1
         ;;

@@ -240,6 +240,21 @@ fn kubeadm_fresh_install_then_a_rerun_changes_nothing() {
 }
 
 #[test]
+fn kubeadm_on_rpm_edits_the_file_the_kubelet_drop_in_reads() {
+    let h = Host::new();
+    h.write(
+        "/usr/lib/systemd/system/kubelet.service.d/10-kubeadm.conf",
+        "[Service]\nEnvironmentFile=-/var/lib/kubelet/kubeadm-flags.env\nEnvironmentFile=-/etc/sysconfig/kubelet\n",
+    );
+    ok(&h.run(&["--profile", "kubeadm"]));
+    assert_eq!(
+        h.read("/etc/sysconfig/kubelet"),
+        "KUBELET_EXTRA_ARGS=\"--image-credential-provider-config=/etc/kubernetes/credential-provider-config.yaml --image-credential-provider-bin-dir=/etc/kubernetes/credential-provider\"\n"
+    );
+    assert!(!h.path("/etc/default/kubelet").exists());
+}
+
+#[test]
 fn aks_merge_keeps_azures_provider_first_with_a_backup() {
     let h = aks_host();
     let out = ok(&h.run(&[]));
