@@ -171,6 +171,9 @@ if [ -n "$flags_file" ]; then
     existing_bin=$(flag_value "$(h "$flags_file")" image-credential-provider-bin-dir)
     [ -z "$existing_config" ] || p_config=$existing_config
     [ -z "$existing_bin" ] || p_bin=$existing_bin
+    if [ "$edit_flags" = 0 ] && { [ -z "$existing_config" ] || [ -z "$existing_bin" ]; }; then
+        echo "node-install: warning: $flags_file does not set both --image-credential-provider-config and --image-credential-provider-bin-dir; kubelet will not call the provider until it does" >&2
+    fi
 fi
 kubelet_config=${kubelet_config:-$p_config}
 kubelet_bin_dir=${kubelet_bin_dir:-$p_bin}

@@ -257,8 +257,10 @@ fn kubeadm_on_rpm_edits_the_file_the_kubelet_drop_in_reads() {
 #[test]
 fn aks_merge_keeps_azures_provider_first_with_a_backup() {
     let h = aks_host();
-    let out = ok(&h.run(&[]));
+    let first = h.run(&[]);
+    let out = ok(&first);
     assert!(out.contains("profile: aks (detected)"), "{out}");
+    assert!(text(&first.stderr).is_empty(), "{}", text(&first.stderr));
     // AKS's own flags name the paths.
     assert!(
         h.path("/var/lib/kubelet/credential-provider/docker-credential-acr")
@@ -301,6 +303,24 @@ fn aks_merge_keeps_azures_provider_first_with_a_backup() {
     assert!(again.contains("nothing to do"), "{again}");
     assert_eq!(h.snapshot(), installed);
     assert_eq!(kubelet_restarts(&h, "kubelet"), 1, "restarted exactly once");
+}
+
+#[test]
+fn aks_without_the_kubelet_flags_is_warned_about() {
+    let h = aks_host();
+    h.write("/etc/default/kubelet", "KUBELET_FLAGS=--v=2\n");
+    let out = h.run(&["--profile", "aks"]);
+    ok(&out);
+    assert!(
+        text(&out.stderr).contains("warning: /etc/default/kubelet does not set both"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        h.read("/etc/default/kubelet"),
+        "KUBELET_FLAGS=--v=2\n",
+        "AKS flags are not edited"
+    );
 }
 
 #[test]
