@@ -206,6 +206,33 @@ fn kubeadm_fresh_install_then_a_rerun_changes_nothing() {
         exec_start(&h.path("/etc/systemd/system/docker-credential-acr-agent.service")),
         "ExecStart=/etc/kubernetes/credential-provider/docker-credential-acr agent run --system"
     );
+    // As kubelet runs it: the executable named like the provider, the config's args, a request
+    // on stdin (an image no provider rule serves: an empty answer, no network).
+    let config = load_yaml(&h.path("/etc/kubernetes/credential-provider-config.yaml"));
+    let provider = &config["providers"][0];
+    let exe = h
+        .path("/etc/kubernetes/credential-provider")
+        .join(provider["name"].as_str().unwrap());
+    let args: Vec<&str> = provider["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let answer = acr_testkit::output_within(
+        Command::new(&exe)
+            .args(&args)
+            .env_clear()
+            .env("HOME", h.dir.path().join("tmp"))
+            .env("DOCKER_CREDENTIAL_ACR_CONFIG", h.dir.path().join("config.toml")),
+        Some(br#"{"apiVersion":"credentialprovider.kubelet.k8s.io/v1","kind":"CredentialProviderRequest","image":"mcr.microsoft.com/dotnet/runtime"}"#),
+        LIMIT,
+    );
+    assert!(answer.status.success(), "{}", text(&answer.stderr));
+    let answer: Value = serde_json::from_slice(&answer.stdout).unwrap();
+    assert_eq!(answer["kind"], "CredentialProviderResponse");
+    assert_eq!(answer["auth"], serde_json::json!({}));
+
     let mut expected = direct(&AGENT_CALLS);
     expected.push("direct restart kubelet".into());
     assert_eq!(h.calls(), expected, "{first}");
