@@ -43,6 +43,7 @@
 
 mod acr;
 mod ca;
+mod engine;
 mod entra;
 mod fake;
 pub mod harness;
@@ -59,6 +60,9 @@ mod signer;
 mod state;
 mod world;
 
+pub use engine::{
+    containerd_binary, ctr_binary, dockerd_binary, trusting_command, Containerd, Dockerd,
+};
 pub use fake::{FakeAzure, FakeOptions};
 pub use jwt::rfc3339_utc;
 pub use mi::MI_TENANT_ID;
