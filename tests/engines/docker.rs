@@ -25,6 +25,19 @@ fn assert_only_gets(s: &Setup) {
     }
 }
 
+/// The flow ran the helper (`get`) again since `before` calls, and each of those `get`s (agent
+/// off) signed in and exchanged once: the tokens the flow presented are this flow's.
+fn assert_fresh_gets(s: &Setup, before: usize) -> usize {
+    let now = s.helper_calls().len();
+    assert!(now > before, "the flow ran the helper");
+    assert_eq!(
+        s.fake.count(acr_testkit::Endpoint::AcrExchange),
+        now - before,
+        "one exchange per get"
+    );
+    now
+}
+
 /// One daemon, four flows in turn (each asserting only its own traffic): pull, push of a new
 /// repository, a BuildKit build and a classic build, each `FROM` the ACR image.
 #[test]
@@ -33,6 +46,7 @@ fn docker_daemon_pulls_pushes_and_builds_through_the_helper() {
     s.world.write_docker_config(&Setup::cred_helpers());
     let daemon = Dockerd::start(&s.world);
     let reference = reference();
+    let gets = 0;
 
     // `docker pull`: the CLI runs `get`, hands the answer to the daemon, which signs in.
     let out = s.run(docker(&s, &daemon).arg("pull").arg(&reference));
@@ -41,6 +55,7 @@ fn docker_daemon_pulls_pushes_and_builds_through_the_helper() {
     assert_eq!(image_id(&s, &daemon, &reference), image.config_digest);
     assert_minted(&s, REPO, "pull", &null_guid());
     assert_only_gets(&s);
+    let gets = assert_fresh_gets(&s, gets);
 
     // `docker push` of a repository the registry has never seen.
     next_flow(&s);
@@ -63,6 +78,7 @@ fn docker_daemon_pulls_pushes_and_builds_through_the_helper() {
         registry.log()
     );
     assert_only_gets(&s);
+    assert_fresh_gets(&s, gets);
 
     // Builds resolve the base image at the registry: drop the local copy first.
     let forget = |what: &str| {
@@ -80,6 +96,7 @@ fn docker_daemon_pulls_pushes_and_builds_through_the_helper() {
 
     // BuildKit (the daemon's builder; the 20.10 CLI's own session serves credentials).
     forget("docker rmi before the BuildKit build");
+    let gets = s.helper_calls().len();
     let out = s.run(
         docker(&s, &daemon)
             .env("DOCKER_BUILDKIT", "1")
@@ -96,9 +113,11 @@ fn docker_daemon_pulls_pushes_and_builds_through_the_helper() {
     assert_minted(&s, REPO, "pull", &null_guid());
     assert_only_gets(&s);
     assert_label(&s, &daemon, "built:buildkit");
+    assert_fresh_gets(&s, gets);
 
     // The classic builder: the CLI sends the daemon every credHelpers login up front.
     forget("docker rmi before the classic build");
+    let gets = s.helper_calls().len();
     let out = s.run(
         docker(&s, &daemon)
             .env("DOCKER_BUILDKIT", "0")
@@ -110,6 +129,7 @@ fn docker_daemon_pulls_pushes_and_builds_through_the_helper() {
     assert_minted(&s, REPO, "pull", &null_guid());
     assert_only_gets(&s);
     assert_label(&s, &daemon, "built:classic");
+    assert_fresh_gets(&s, gets);
 
     daemon.stop();
 }

@@ -18,6 +18,8 @@
 //! [`FakeAzure::token_requests`] tells which credential shape a real client
 //! presented, [`World::spy_bin`] records how it ran a helper, and
 //! [`output_within`] runs any client with a deadline.
+//! [`Dockerd`] and [`Containerd`] run real container engines inside a world's namespaces
+//! (trusting the fake's CA, storage and sockets in a temp dir, no leftovers after `stop`).
 //!
 //! [`World`] isolates a test (temporary `HOME`, XDG dirs, `DOCKER_CONFIG`,
 //! a `bin/` for a fake `az`) and runs programs in a private mount namespace
