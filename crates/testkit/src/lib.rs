@@ -18,6 +18,8 @@
 //! [`FakeAzure::token_requests`] tells which credential shape a real client
 //! presented, [`World::spy_bin`] records how it ran a helper, and
 //! [`output_within`] runs any client with a deadline.
+//! [`Dockerd`] and [`Containerd`] run real container engines inside a world's namespaces
+//! (trusting the fake's CA, storage and sockets in a temp dir, no leftovers after `stop`).
 //!
 //! [`World`] isolates a test (temporary `HOME`, XDG dirs, `DOCKER_CONFIG`,
 //! a `bin/` for a fake `az`) and runs programs in a private mount namespace
@@ -43,6 +45,7 @@
 
 mod acr;
 mod ca;
+mod engine;
 mod entra;
 mod fake;
 pub mod harness;
@@ -59,6 +62,9 @@ mod signer;
 mod state;
 mod world;
 
+pub use engine::{
+    containerd_binary, ctr_binary, dockerd_binary, trusting_command, Containerd, Dockerd,
+};
 pub use fake::{FakeAzure, FakeOptions};
 pub use jwt::rfc3339_utc;
 pub use mi::MI_TENANT_ID;
