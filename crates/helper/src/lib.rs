@@ -63,7 +63,7 @@ fn dispatch(cmd: args::Command) -> u8 {
         } => warm::run(min_ttl, &registries),
         AgentRun(opts) => agent_cmd::run(opts),
         AgentStatus { json } => agent_cmd::status(json),
-        AgentStop => agent_cmd::stop(),
+        AgentStop { forget } => agent_cmd::stop(forget),
         Kubelet => kubelet::run(),
         Configure {
             registries,

@@ -1,6 +1,6 @@
 //! Where the agent's socket and the config live, per platform and per mode (user or node).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Application name used for every directory.
 pub const APP: &str = "docker-credential-acr";
@@ -16,29 +16,129 @@ pub fn user_config_dir() -> Option<PathBuf> {
     directories::ProjectDirs::from("", "", APP).map(|d| d.config_dir().to_path_buf())
 }
 
-/// The per-user runtime directory holding the socket: `$XDG_RUNTIME_DIR/docker-credential-acr`,
-/// or, where that is unset, `$TMPDIR/docker-credential-acr-<uid>` (created 0700 and owner-checked by
-/// the agent before use).
-pub fn user_runtime_dir() -> PathBuf {
-    if let Some(d) = directories::ProjectDirs::from("", "", APP)
-        .and_then(|d| d.runtime_dir().map(|p| p.to_path_buf()))
-    {
-        return d;
+/// The per-user directory holding the socket: `$XDG_RUNTIME_DIR/docker-credential-acr`, or,
+/// where that is unset (cron, CI runner services, `ssh` without logind, `sudo`), the private
+/// `run` directory inside [`user_state_dir`].
+///
+/// Never a shared directory such as `$TMPDIR`: another local user could pre-create a path there
+/// and listen on it. The state directory lives in the user's own home, which other users cannot
+/// write; it is preferred over the cache directory because cache cleaners may empty that while
+/// an agent runs (removing its socket). `None` without any home directory: no agent then.
+pub fn user_runtime_dir() -> Option<PathBuf> {
+    let dirs = directories::ProjectDirs::from("", "", APP)?;
+    if let Some(d) = dirs.runtime_dir() {
+        return Some(d.to_path_buf());
     }
-    std::env::temp_dir().join(format!("{APP}-{}", current_uid()))
+    user_state_dir().map(|d| d.join("run"))
+}
+
+/// The user's private state directory for the agent: `$XDG_STATE_HOME/docker-credential-acr`
+/// (`~/.local/state/docker-credential-acr`), or the cache directory where the platform has no
+/// state directory (macOS). It holds the agent instance's identity, which namespaces what the
+/// agent persists: a world with another home starts cold.
+pub fn user_state_dir() -> Option<PathBuf> {
+    let dirs = directories::ProjectDirs::from("", "", APP)?;
+    Some(
+        dirs.state_dir()
+            .unwrap_or_else(|| dirs.cache_dir())
+            .to_path_buf(),
+    )
+}
+
+/// The node agent's socket.
+pub fn system_socket() -> PathBuf {
+    PathBuf::from(SYSTEM_RUNTIME_DIR).join(SOCKET_NAME)
 }
 
 /// The socket the helper should talk to: the node agent's when running as root and one exists,
-/// else the per-user one.
-pub fn socket_path() -> PathBuf {
+/// else the per-user one. `None`: no home directory, so no private place for a socket (every
+/// answer is computed in-process).
+pub fn socket_path() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("DOCKER_CREDENTIAL_ACR_SOCKET") {
-        return PathBuf::from(p);
+        return Some(PathBuf::from(p));
     }
-    let system = PathBuf::from(SYSTEM_RUNTIME_DIR).join(SOCKET_NAME);
+    let system = system_socket();
     if current_uid() == 0 && system.exists() {
-        return system;
+        return Some(system);
     }
-    user_runtime_dir().join(SOCKET_NAME)
+    user_runtime_dir().map(|d| d.join(SOCKET_NAME))
+}
+
+/// Why a socket's directory cannot be trusted with a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UntrustedDir(pub String);
+
+impl std::fmt::Display for UntrustedDir {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Checks, without following a symlink, that the socket's directory is one only we (or, for the
+/// node agent's [`SYSTEM_RUNTIME_DIR`], root) control: a real directory owned by `uid` (or root
+/// for the system socket) that nobody else can read or write (the system directory may be
+/// readable). `Ok(false)`: it does not exist (no agent yet). The helper calls this before it
+/// connects; the peer's uid is checked after.
+#[cfg(unix)]
+pub fn check_socket_dir(socket: &Path, uid: u32) -> Result<bool, UntrustedDir> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = socket
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let meta = match std::fs::symlink_metadata(dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => {
+            return Err(UntrustedDir(format!(
+                "cannot inspect {}: {e}",
+                dir.display()
+            )))
+        }
+    };
+    let system = socket == system_socket();
+    if !meta.file_type().is_dir() {
+        return Err(UntrustedDir(format!(
+            "{} is not a directory (a symlink or a file)",
+            dir.display()
+        )));
+    }
+    if meta.uid() != uid && !(system && meta.uid() == 0) {
+        return Err(UntrustedDir(format!(
+            "{} is owned by uid {}, not by you (uid {uid})",
+            dir.display(),
+            meta.uid()
+        )));
+    }
+    let mode = meta.mode() & 0o7777;
+    let forbidden = if system { 0o022 } else { 0o077 };
+    if mode & forbidden != 0 {
+        return Err(UntrustedDir(format!(
+            "{} has mode {mode:04o}; it must be private (0700)",
+            dir.display()
+        )));
+    }
+    Ok(true)
+}
+
+/// Whether a peer with `peer_uid` may serve `socket` for a process running as `uid`: only the
+/// same user, or root for the node agent's socket.
+pub fn trusted_peer(socket: &Path, peer_uid: u32, uid: u32) -> bool {
+    peer_uid == uid || (peer_uid == 0 && socket == system_socket())
+}
+
+/// The effective user id of this process (0 on platforms without one): the owner the socket's
+/// directory and its agent must have.
+pub fn current_euid() -> u32 {
+    #[cfg(unix)]
+    {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        unsafe { libc::geteuid() }
+    }
+    #[cfg(not(unix))]
+    {
+        0
+    }
 }
 
 /// The real user id of this process (0 on platforms without one).
