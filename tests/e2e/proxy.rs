@@ -118,7 +118,7 @@ fn managed_identity_endpoints_never_go_through_a_proxy() {
         false,
     );
     creds(&out);
-    assert_eq!(s.fake.count(Endpoint::MiToken), 1);
+    assert_eq!(s.fake.count(acr_testkit::Endpoint::MiToken), 1);
     let targets = seen.lock().unwrap().clone();
     // The registry exchange still honours ALL_PROXY (so the proxy was in force)...
     assert!(

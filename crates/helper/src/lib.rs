@@ -8,6 +8,7 @@
 mod agent_cmd;
 mod args;
 mod client;
+mod config_write;
 mod configure;
 mod docker;
 mod doctor;
