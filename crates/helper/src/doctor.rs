@@ -8,6 +8,7 @@
 //! lifetime only). Network probes run only when a registry is named, each bounded to a few
 //! seconds, on a current-thread runtime built for them alone.
 
+mod exposure;
 mod files;
 mod net;
 
@@ -112,6 +113,7 @@ pub fn run(opts: Options) -> u8 {
     let mut r = Report::default();
     files::path(&mut r);
     let config = config_file(&mut r);
+    exposure::check(&mut r, &config);
     let target = opts.registry.as_deref().map(RegistryHost::parse);
     let hosts = match &target {
         Some(Ok(h)) => vec![h.clone()],
