@@ -76,9 +76,9 @@ impl std::fmt::Display for UntrustedDir {
 
 /// Checks, without following a symlink, that the socket's directory is one only we (or, for the
 /// node agent's [`SYSTEM_RUNTIME_DIR`], root) control: a real directory owned by `uid` (or root
-/// for the system socket) that nobody else can read or write (the system directory may be
-/// readable). `Ok(false)`: it does not exist (no agent yet). The helper calls this before it
-/// connects; the peer's uid is checked after.
+/// for the system socket) in which nobody else can create, rename or remove entries. One of ours
+/// that others may only read is tightened back to 0700. `Ok(false)`: it does not exist (no agent
+/// yet). The helper calls this before it connects; the peer's uid is checked after.
 #[cfg(unix)]
 pub fn check_socket_dir(socket: &Path, uid: u32) -> Result<bool, UntrustedDir> {
     use std::os::unix::fs::MetadataExt;
@@ -111,12 +111,17 @@ pub fn check_socket_dir(socket: &Path, uid: u32) -> Result<bool, UntrustedDir> {
         )));
     }
     let mode = meta.mode() & 0o7777;
-    let forbidden = if system { 0o022 } else { 0o077 };
-    if mode & forbidden != 0 {
+    if mode & 0o022 != 0 {
         return Err(UntrustedDir(format!(
-            "{} has mode {mode:04o}; it must be private (0700)",
+            "{} has mode {mode:04o}, so other users can add or replace files in it; it must be private (0700)",
             dir.display()
         )));
+    }
+    if mode & 0o077 != 0 && meta.uid() == uid {
+        // Ours, and only readable by others (a chmod, systemd's 0755): make it private again, as
+        // the agent does, rather than give up the agent.
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
     }
     Ok(true)
 }
