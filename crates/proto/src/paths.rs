@@ -158,3 +158,46 @@ pub fn current_uid() -> u32 {
         0
     }
 }
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn the_socket_directory_must_be_ours_private_and_real() {
+        let tmp = tempfile::tempdir().unwrap();
+        let me = current_euid();
+        let dir = tmp.path().join("d");
+        let sock = dir.join(SOCKET_NAME);
+        assert_eq!(check_socket_dir(&sock, me), Ok(false), "missing: no agent yet");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(check_socket_dir(&sock, me).is_err(), "writable by others");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(check_socket_dir(&sock, me), Ok(true));
+        assert_eq!(mode(&dir), 0o700, "ours and readable: tightened");
+        assert!(
+            check_socket_dir(&sock, me.wrapping_add(1)).is_err(),
+            "owned by someone else"
+        );
+        let link = tmp.path().join("l");
+        std::os::unix::fs::symlink(&dir, &link).unwrap();
+        let e = check_socket_dir(&link.join(SOCKET_NAME), me).unwrap_err();
+        assert!(e.0.contains("not a directory"), "{e}");
+    }
+
+    #[test]
+    fn only_the_node_socket_may_be_served_by_root() {
+        let user = Path::new("/run/user/1000/docker-credential-acr/agent.sock");
+        assert!(trusted_peer(user, 1000, 1000));
+        assert!(!trusted_peer(user, 0, 1000));
+        assert!(!trusted_peer(user, 65534, 1000));
+        assert!(trusted_peer(&system_socket(), 0, 1000));
+        assert!(!trusted_peer(&system_socket(), 65534, 1000));
+    }
+}
