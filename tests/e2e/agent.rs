@@ -443,9 +443,13 @@ HOME="$W2/home" XDG_RUNTIME_DIR="$W2/run" sh -c 'printf myreg.azurecr.io | "$H" 
 gone "$W2/run"
 printf myreg.azurecr.io | "$H" get > w1b.json
 cmp w1a.json w1b.json && echo W1_WARM
+"$H" agent stop; gone "$W1_RUN"
+printf myreg.azurecr.io | "$H" erase
+printf myreg.azurecr.io | "$H" get > w1e.json
+cmp -s w1a.json w1e.json || echo ERASED_WITHOUT_AGENT
 "$H" agent stop --forget 2> forget.txt; gone "$W1_RUN"
 printf myreg.azurecr.io | "$H" get > w1c.json
-cmp -s w1a.json w1c.json || echo W1_FORGOTTEN
+cmp -s w1e.json w1c.json || echo W1_FORGOTTEN
 "$H" agent stop --forget; gone "$W1_RUN"
 "#,
         w2 = w2.display()
@@ -473,9 +477,10 @@ cmp -s w1a.json w1c.json || echo W1_FORGOTTEN
         w1_token, w2_token,
         "the second world was served the first world's token"
     );
-    // w1a, w2 (cold) and w1c (after forget) called Entra and the registry; w1b did not.
-    assert_eq!(s.fake.count(Endpoint::EntraToken), 3);
-    assert_eq!(s.fake.count(Endpoint::AcrExchange), 3);
+    // w1a, w2 (cold), w1e (after erase) and w1c (after forget) called Entra and the registry
+    // once each; w1b was served from the keyring.
+    assert_eq!(s.fake.count(Endpoint::EntraToken), 4);
+    assert_eq!(s.fake.count(Endpoint::AcrExchange), 4);
     // `agent status` lists what is persisted, never the token.
     let status_text = std::fs::read_to_string(home.join("w1status.json")).unwrap();
     let status: serde_json::Value = serde_json::from_str(&status_text).unwrap();

@@ -174,7 +174,11 @@ mod tests {
         let me = current_euid();
         let dir = tmp.path().join("d");
         let sock = dir.join(SOCKET_NAME);
-        assert_eq!(check_socket_dir(&sock, me), Ok(false), "missing: no agent yet");
+        assert_eq!(
+            check_socket_dir(&sock, me),
+            Ok(false),
+            "missing: no agent yet"
+        );
         std::fs::create_dir(&dir).unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
         assert!(check_socket_dir(&sock, me).is_err(), "writable by others");
