@@ -93,6 +93,7 @@ pub fn run(opts: AgentRunOpts) -> u8 {
 
 /// The agent instance's state directory for a socket: the user's, except for the node agent,
 /// whose instance lives in its own (root-only) runtime directory.
+#[cfg(unix)]
 fn state_dir_for(socket: &std::path::Path) -> Option<PathBuf> {
     if socket == acr_proto::paths::system_socket() {
         None

@@ -77,6 +77,7 @@ pub fn call(socket: &Path, request: Request, timeout: Duration) -> Result<Respon
 }
 
 /// Warns once per process (one line on stderr) and builds the error.
+#[cfg(unix)]
 fn untrusted(socket: &Path, reason: String) -> ClientError {
     static WARNED: std::sync::Once = std::sync::Once::new();
     WARNED.call_once(|| {
