@@ -421,3 +421,179 @@ fn the_auto_started_agent_logs_beside_its_socket_without_secrets() {
         0o600
     );
 }
+
+#[test]
+fn persisted_tokens_stay_in_their_world() {
+    let s = Setup::new();
+    s.write_config("[agent]\npersist = true\n");
+    let w2 = s.world.root().join("w2");
+    // One user namespace (one kernel keyring) for both worlds: same uid, another HOME and
+    // XDG_RUNTIME_DIR for the second.
+    let script = format!(
+        r#"set -e
+gone() {{ for i in $(seq 100); do [ -e "$1/docker-credential-acr/agent.sock" ] || return 0; sleep 0.05; done; return 1; }}
+W1_RUN="$XDG_RUNTIME_DIR"
+W2='{w2}'
+printf myreg.azurecr.io | "$H" get > w1a.json
+"$H" agent status --json > w1status.json
+"$H" agent stop; gone "$W1_RUN"
+grep 'docker-credential-acr:' /proc/keys > keys.txt || true
+mkdir -p "$W2/home" "$W2/run"; chmod 700 "$W2/run"
+HOME="$W2/home" XDG_RUNTIME_DIR="$W2/run" sh -c 'printf myreg.azurecr.io | "$H" get > "$0/w2.json" && "$H" agent stop' "$W2"
+gone "$W2/run"
+printf myreg.azurecr.io | "$H" get > w1b.json
+cmp w1a.json w1b.json && echo W1_WARM
+"$H" agent stop; gone "$W1_RUN"
+printf myreg.azurecr.io | "$H" erase
+printf myreg.azurecr.io | "$H" get > w1e.json
+cmp -s w1a.json w1e.json || echo ERASED_WITHOUT_AGENT
+"$H" agent stop --forget 2> forget.txt; gone "$W1_RUN"
+printf myreg.azurecr.io | "$H" get > w1c.json
+cmp -s w1e.json w1c.json || echo W1_FORGOTTEN
+"$H" agent stop --forget; gone "$W1_RUN"
+"#,
+        w2 = w2.display()
+    );
+    let out = in_own_keyring(&s, &script);
+    assert!(
+        out.status.success(),
+        "stdout {} stderr {}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let text = stdout(&out);
+    assert!(
+        text.contains("W1_WARM"),
+        "the first world lost its tokens: {text}"
+    );
+    assert!(
+        text.contains("W1_FORGOTTEN"),
+        "stop --forget kept them: {text}"
+    );
+    let home = s.world.home();
+    let w1_token = token_of_json(&std::fs::read_to_string(home.join("w1a.json")).unwrap());
+    let w2_token = token_of_json(&std::fs::read_to_string(w2.join("w2.json")).unwrap());
+    assert_ne!(
+        w1_token, w2_token,
+        "the second world was served the first world's token"
+    );
+    // w1a, w2 (cold), w1e (after erase) and w1c (after forget) called Entra and the registry
+    // once each; w1b was served from the keyring.
+    assert_eq!(s.fake.count(Endpoint::EntraToken), 4);
+    assert_eq!(s.fake.count(Endpoint::AcrExchange), 4);
+    // `agent status` lists what is persisted, never the token.
+    let status_text = std::fs::read_to_string(home.join("w1status.json")).unwrap();
+    let status: serde_json::Value = serde_json::from_str(&status_text).unwrap();
+    assert_eq!(
+        status["persisted"][0]["registry"], "myreg.azurecr.io",
+        "{status}"
+    );
+    assert!(status["persisted"][0]["expires_at"].as_u64().is_some());
+    assert!(!status_text.contains(&w1_token));
+    assert!(std::fs::read_to_string(home.join("forget.txt"))
+        .unwrap()
+        .contains("deleted 1 persisted token"),);
+    // The kernel keys expire with the token (a timeout, not "perm").
+    let keys = std::fs::read_to_string(home.join("keys.txt")).unwrap();
+    let timeouts: Vec<&str> = keys
+        .lines()
+        .filter(|l| !l.contains(":index"))
+        .filter_map(|l| l.split_whitespace().nth(3))
+        .collect();
+    assert!(!timeouts.is_empty(), "no key found: {keys}");
+    assert!(timeouts.iter().all(|t| *t != "perm"), "{keys}");
+}
+
+fn token_of_json(text: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(text).unwrap();
+    v["Secret"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn in_ci_jobs_the_agent_keeps_the_runners_tracking_variables_and_idles_out_soon() {
+    let environ = |pid: i32| {
+        String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/environ")).unwrap())
+            .split('\0')
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    // GitHub Actions and Azure Pipelines reap by environment variable.
+    let s = Setup::new();
+    creds(&s.run(
+        &["get"],
+        "myreg.azurecr.io",
+        &[
+            ("RUNNER_TRACKING_ID", "github_5f0c1b2e"),
+            ("VSTS_PROCESS_LOOKUP_ID", "vsts_9a8b7c6d"),
+            ("DOCKER_CREDENTIAL_ACR_LOG", "debug"),
+        ],
+        true,
+    ));
+    let pids = s.agent_pids();
+    assert_eq!(pids.len(), 1);
+    let env = environ(pids[0]);
+    assert!(
+        env.contains(&"RUNNER_TRACKING_ID=github_5f0c1b2e".to_string()),
+        "{env:?}"
+    );
+    assert!(
+        env.contains(&"VSTS_PROCESS_LOOKUP_ID=vsts_9a8b7c6d".to_string()),
+        "{env:?}"
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || std::fs::read_to_string(
+            s.agent_log()
+        )
+        .is_ok_and(|t| t.contains("agent listening"))),
+        "no log"
+    );
+    let log = std::fs::read_to_string(s.agent_log()).unwrap();
+    assert!(log.contains("exit_idle=300"), "{log}");
+    // SAFETY: getsid reads the session id of a live process we started.
+    assert_eq!(unsafe { libc::getsid(pids[0]) }, pids[0], "its own session");
+    s.stop_agent();
+
+    // GitLab reaps by process group: the agent stays in the job's group.
+    let s = Setup::new();
+    creds(&s.run(
+        &["get"],
+        "myreg.azurecr.io",
+        &[
+            ("GITLAB_CI", "true"),
+            ("DOCKER_CREDENTIAL_ACR_LOG", "debug"),
+        ],
+        true,
+    ));
+    let pids = s.agent_pids();
+    assert_eq!(pids.len(), 1);
+    // SAFETY: getpgid reads process group ids of a live process we started and of ourselves.
+    let (agent_group, our_group) = unsafe { (libc::getpgid(pids[0]), libc::getpgid(0)) };
+    assert_eq!(
+        agent_group, our_group,
+        "the agent left the job's process group"
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || std::fs::read_to_string(
+            s.agent_log()
+        )
+        .is_ok_and(|t| t.contains("exit_idle=300"))),
+        "idle exit not shortened"
+    );
+    s.stop_agent();
+
+    // Outside CI the idle exit stays long.
+    let s = Setup::new();
+    creds(&s.run(
+        &["get"],
+        "myreg.azurecr.io",
+        &[("DOCKER_CREDENTIAL_ACR_LOG", "debug")],
+        true,
+    ));
+    assert!(wait_until(Duration::from_secs(5), || {
+        std::fs::read_to_string(s.agent_log()).is_ok_and(|t| t.contains("agent listening"))
+    }));
+    assert!(!std::fs::read_to_string(s.agent_log())
+        .unwrap()
+        .contains("exit_idle=300"));
+    s.stop_agent();
+}

@@ -97,3 +97,45 @@ fn https_proxy_and_no_proxy_are_honoured_for_entra_and_the_registry() {
         "Entra bypassed the proxy per NO_PROXY"
     );
 }
+
+#[test]
+fn managed_identity_endpoints_never_go_through_a_proxy() {
+    let s = Setup::new();
+    let (port, seen) = start_proxy(s.fake.ip());
+    let proxy = format!("http://127.0.0.1:{port}");
+    let ep = s.fake.mi_endpoint();
+    let out = s.run(
+        &["get"],
+        "myreg.azurecr.io",
+        &[
+            ("DOCKER_CREDENTIAL_ACR_NO_AGENT", "1"),
+            ("IDENTITY_ENDPOINT", ep.as_str()),
+            ("IDENTITY_HEADER", s.fake.mi_header()),
+            ("HTTP_PROXY", proxy.as_str()),
+            ("http_proxy", proxy.as_str()),
+            ("ALL_PROXY", proxy.as_str()),
+        ],
+        false,
+    );
+    creds(&out);
+    assert_eq!(s.fake.count(acr_testkit::Endpoint::MiToken), 1);
+    let targets = seen.lock().unwrap().clone();
+    // The registry exchange still honours ALL_PROXY (so the proxy was in force)...
+    assert!(
+        targets.contains(&"myreg.azurecr.io:443".to_string()),
+        "{targets:?}"
+    );
+    // ...but the managed identity request (header and token in cleartext) never reached it.
+    let authority = ep
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        targets
+            .iter()
+            .all(|t| !t.contains(&authority) && !t.starts_with("http://")),
+        "the proxy saw the managed identity endpoint: {targets:?}"
+    );
+}

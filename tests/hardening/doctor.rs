@@ -329,3 +329,36 @@ fn doctor_never_starts_the_agent_and_reports_one_it_finds_off() {
     let out = s.run(&["doctor", "--acquire"], "", &[], false);
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn kubelet_mirrors_and_foreign_wildcards_are_warned_about() {
+    let s = Setup::new();
+    healthy(&s);
+    s.write_config(
+        "[[registry]]\nmatch = \"*.example.com\"\n\n[[registry]]\nmatch = \"*.azurecr.io\"\n\n[kubelet]\nmirrors = { \"mcr.microsoft.com\" = \"myreg.azurecr.io\" }\n",
+    );
+    let (_, lines) = doctor(&s, &[], true);
+    expect_line(
+        &lines,
+        "warn",
+        "kubelet mirror",
+        &["mcr.microsoft.com", "myreg.azurecr.io", "sends that token"],
+    );
+    expect_line(&lines, "warn", "wildcard", &["*.example.com"]);
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.starts_with("warn  wildcard:") && l.contains("*.azurecr.io ")),
+        "the ACR suffix itself is fine: {lines:?}"
+    );
+    // Without them, no such warning.
+    let s = Setup::new();
+    healthy(&s);
+    let (_, lines) = doctor(&s, &[], true);
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("kubelet mirror") || l.contains("wildcard:")),
+        "{lines:?}"
+    );
+}

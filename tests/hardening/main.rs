@@ -8,4 +8,5 @@ mod doctor;
 mod faults;
 mod leaks;
 mod load;
+mod trust;
 mod util;

@@ -18,6 +18,9 @@ use std::path::Path;
 /// File name of the single-instance lock inside the socket's directory.
 pub const LOCK_NAME: &str = "agent.lock";
 
+/// File in the agent's state directory holding the instance's random identity.
+pub const INSTANCE_ID_NAME: &str = "instance-id";
+
 /// Longest socket path `sockaddr_un` holds, leaving room for the terminating NUL.
 #[cfg(target_os = "linux")]
 const MAX_SOCKET_PATH: usize = 107;
@@ -185,6 +188,105 @@ fn lock(path: &Path) -> Result<Option<InstanceLock>, AgentError> {
     } else {
         Err(err(e))
     }
+}
+
+/// Opens the agent's log for appending, after [`claim`] secured its directory and took the
+/// lock: never through a symlink (`O_NOFOLLOW`), never blocking on a planted FIFO
+/// (`O_NONBLOCK`), created 0600, and kept only if it is a regular file owned by us with no other
+/// name (a hard link to someone else's file is refused), so a pre-planted `agent.log` cannot
+/// make the agent append to a file outside its directory.
+pub(crate) fn open_log(path: &Path) -> std::io::Result<File> {
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.file_type().is_file() || meta.uid() != euid() || meta.nlink() != 1 {
+        return Err(std::io::Error::new(
+            ErrorKind::PermissionDenied,
+            "not a regular file owned by this user with a single name",
+        ));
+    }
+    Ok(file)
+}
+
+/// The namespace of what this agent instance persists: a digest of the random identity kept in
+/// its state directory (created on first use) and of its socket path. Another home (a CI job's
+/// fresh HOME, a container sharing the uid) has no such file, and another `XDG_RUNTIME_DIR`
+/// another socket path, so either gives another namespace and a cold start.
+pub(crate) fn namespace(state_dir: &Path, socket: &Path) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    use std::os::unix::ffi::OsStrExt;
+    let id = instance_id(state_dir)?;
+    let mut h = Sha256::new();
+    h.update(id.as_bytes());
+    h.update([0u8]);
+    h.update(socket.as_os_str().as_bytes());
+    Ok(hex::encode(&h.finalize()[..16]))
+}
+
+/// Reads, or creates once (0600, exclusively), the instance identity in a private `dir`.
+fn instance_id(dir: &Path) -> std::io::Result<String> {
+    secure_dir(dir).map_err(|e| std::io::Error::new(ErrorKind::PermissionDenied, e.to_string()))?;
+    let path = dir.join(INSTANCE_ID_NAME);
+    let valid = |s: &str| s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit());
+    for _ in 0..2 {
+        match OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(&path)
+        {
+            Ok(file) => {
+                use std::io::Read;
+                let meta = file.metadata()?;
+                if !meta.file_type().is_file() || meta.uid() != euid() {
+                    return Err(std::io::Error::new(
+                        ErrorKind::PermissionDenied,
+                        format!(
+                            "{} is not a regular file owned by this user",
+                            path.display()
+                        ),
+                    ));
+                }
+                let mut text = String::new();
+                file.take(64).read_to_string(&mut text)?;
+                let text = text.trim();
+                if valid(text) {
+                    return Ok(text.to_string());
+                }
+                return Err(std::io::Error::new(
+                    ErrorKind::InvalidData,
+                    format!("{} is damaged; remove it", path.display()),
+                ));
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                let id = format!("{:032x}", rand::random::<u128>());
+                match OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                    .open(&path)
+                {
+                    Ok(mut file) => {
+                        use std::io::Write;
+                        file.write_all(id.as_bytes())?;
+                        return Ok(id);
+                    }
+                    // Another agent of this world created it first: read theirs.
+                    Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::other(format!(
+        "cannot read {}",
+        path.display()
+    )))
 }
 
 /// Binds the socket with mode 0600 applied before `listen()`, so there is no window in which

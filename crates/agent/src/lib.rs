@@ -44,7 +44,7 @@ pub use store::open_store as open_keyring;
 pub use conn::READ_TIMEOUT;
 pub use error::AgentError;
 pub use get::MAX_BACKOFF_WAIT;
-pub use instance::LOCK_NAME;
+pub use instance::{INSTANCE_ID_NAME, LOCK_NAME};
 pub use server::DRAIN_TIMEOUT;
 pub use status::RESTORED_IDENTITY;
 pub use store::SERVICE as KEYRING_SERVICE;
@@ -53,7 +53,7 @@ use acr_token::policy::Policy;
 use acr_token::{Acquirer, Clock, Engine};
 use std::future::Future;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -77,6 +77,22 @@ pub struct AgentOptions {
     pub persist: bool,
     /// A per-user agent exits after `policy.exit_idle` seconds without requests.
     pub exit_when_idle: bool,
+    /// Where to log. Opened only after the socket's directory is secured and the instance lock
+    /// is held, so a file planted there beforehand is never followed or written.
+    pub log: Option<LogTarget>,
+    /// The agent instance's state directory: it holds the instance identity that namespaces
+    /// persisted tokens, so an agent of another world (another home) never sees them. `None`:
+    /// the socket's directory.
+    pub state_dir: Option<PathBuf>,
+}
+
+/// The agent's log file and what to do with it once it is safely open.
+#[derive(Debug, Clone)]
+pub struct LogTarget {
+    /// The file (created 0600 when missing).
+    pub path: PathBuf,
+    /// Receives the opened file; the embedding program installs its log subscriber on it.
+    pub install: fn(std::fs::File),
 }
 
 /// How [`serve`] ended.
@@ -116,9 +132,18 @@ pub async fn serve(
             return Err(e);
         }
     };
-    let persist = options
-        .persist
-        .then(|| store::Persist::start(store::SERVICE));
+    if let Some(log) = &options.log {
+        match instance::open_log(&log.path) {
+            Ok(file) => (log.install)(file),
+            // Nowhere to say it but the caller's stderr, which is /dev/null for auto-start.
+            Err(e) => eprintln!("not logging to {}: {e}", log.path.display()),
+        }
+    }
+    let persist = if options.persist {
+        open_persist(&options.socket_path, options.state_dir.as_deref())
+    } else {
+        None
+    };
     let shared = Arc::new(state::Shared::new(
         options.policy,
         engine,
@@ -133,6 +158,7 @@ pub async fn serve(
         socket = %options.socket_path.display(),
         system = options.system,
         persist = options.persist,
+        exit_idle = shared.policy.exit_idle,
         "agent listening"
     );
     signal_ready(ready, "ready\n");
@@ -144,6 +170,53 @@ pub async fn serve(
     }
     drop(lock);
     Ok(ServeOutcome::Stopped)
+}
+
+/// The keyring handle of this agent instance's namespace; `None` (memory only) when the
+/// namespace cannot be established, never the shared un-namespaced service.
+fn open_persist(socket: &Path, state_dir: Option<&Path>) -> Option<store::Persist> {
+    let state_dir = state_dir.or_else(|| socket.parent())?;
+    match instance::namespace(state_dir, socket) {
+        Ok(ns) => Some(store::Persist::start(&store::service_for(&ns))),
+        Err(e) => {
+            tracing::debug!(error = %e, "no instance namespace; tokens stay in memory only");
+            None
+        }
+    }
+}
+
+/// Deletes the tokens the agent instance serving `socket` (with `state_dir`, as in
+/// [`AgentOptions`]) persisted: those of `registry`, or all. For `agent stop --forget` once the
+/// agent has stopped, and for `erase` when no agent runs. Returns how many were deleted.
+pub async fn forget_persisted(
+    socket: &Path,
+    state_dir: Option<&Path>,
+    registry: Option<&str>,
+) -> usize {
+    let Some(persist) = open_persist(socket, state_dir) else {
+        return 0;
+    };
+    let found = tokio::time::timeout(RESTORE_TIMEOUT, persist.load(0))
+        .await
+        .unwrap_or_default();
+    let n = match registry {
+        None => {
+            persist.delete_all();
+            found.len()
+        }
+        Some(r) => {
+            let keys: Vec<String> = found
+                .into_iter()
+                .filter(|(_, rec)| rec.registry == r)
+                .map(|(k, _)| k)
+                .collect();
+            let n = keys.len();
+            persist.delete(keys);
+            n
+        }
+    };
+    let _ = tokio::time::timeout(FLUSH_TIMEOUT, persist.flush()).await;
+    n
 }
 
 /// Loads tokens an earlier agent stored; they wait for the first `get` with the same plan key.

@@ -3,7 +3,7 @@
 //! (which by construction contain no token or secret).
 
 use crate::state::Shared;
-use acr_proto::ipc::{Response, StatusEntry};
+use acr_proto::ipc::{PersistedEntry, Response, StatusEntry};
 
 /// Identity shown for a token restored from the keyring before any `get` claimed it.
 pub const RESTORED_IDENTITY: &str =
@@ -45,10 +45,23 @@ pub(crate) fn handle(shared: &Shared) -> Response {
             }),
     );
     entries.sort_by(|a, b| (&a.registry, &a.identity).cmp(&(&b.registry, &b.identity)));
+    let mut persisted: Vec<PersistedEntry> = shared
+        .persist
+        .as_ref()
+        .map(|p| p.listing())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(registry, expires_at)| PersistedEntry {
+            registry,
+            expires_at,
+        })
+        .collect();
+    persisted.sort_by(|a, b| (&a.registry, a.expires_at).cmp(&(&b.registry, b.expires_at)));
     Response::Status {
         pid: std::process::id(),
         version: env!("CARGO_PKG_VERSION").to_string(),
         uptime_secs: now.saturating_sub(shared.started_at),
         entries,
+        persisted,
     }
 }

@@ -10,9 +10,17 @@
 //! *possessed* and therefore usable, while the store links each key into the user's persistent
 //! keyring, which outlives the agent. Nothing else in the process is affected.
 //!
-//! Stored per token: service `docker-credential-acr`, user = the plan's cache key, value =
-//! JSON `{registry, expires_at, obtained_at, token}`. The keyring cannot list entries, so an
-//! `index` entry holds the list of keys. Nothing that selects an identity (the request's
+//! Stored per token: service `docker-credential-acr:<instance>`, user = the plan's cache key,
+//! value = JSON `{registry, expires_at, obtained_at, token}`. The keyring cannot list entries, so
+//! an `index` entry holds the list of keys.
+//!
+//! Persistence stays in its world. The user's persistent kernel keyring outlives HOME,
+//! `XDG_RUNTIME_DIR` and logins, and is shared by every container running as the same uid, so
+//! the service name carries the agent instance's namespace ([`crate::instance::namespace`]): an
+//! agent of another world (another home, another runtime directory) looks in another service and
+//! starts cold. On Linux each key's kernel timeout is the token's remaining life, so nothing
+//! outlives the token it holds; `erase` deletes a registry's entries and `agent stop --forget`
+//! all of this instance's. Nothing that selects an identity (the request's
 //! environment holds secrets) is stored: a restored token is served to the first `get` whose
 //! plan has the same key, and refreshed from then on with that caller's plan.
 
@@ -20,13 +28,21 @@ use acr_proto::Secret;
 use acr_token::AcrToken;
 use keyring_core::{CredentialStore, Entry};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 
-/// Keyring service name for every entry the agent stores.
+/// Keyring service name prefix for every entry the agent stores (followed by `:<namespace>`).
 pub const SERVICE: &str = "docker-credential-acr";
+
+/// The keyring service of one agent instance's entries.
+pub fn service_for(namespace: &str) -> String {
+    format!("{SERVICE}:{namespace}")
+}
+
+/// What is persisted, by key: (registry, expires_at). Never the token.
+type Listing = Arc<Mutex<BTreeMap<String, (String, u64)>>>;
 
 /// Keyring user of the entry that lists the stored keys (plan keys are hex, so it cannot clash).
 const INDEX_USER: &str = "index";
@@ -67,6 +83,7 @@ enum Job {
     Delete {
         keys: Vec<String>,
     },
+    DeleteAll,
     Flush {
         reply: oneshot::Sender<()>,
     },
@@ -75,6 +92,7 @@ enum Job {
 /// Handle to the keyring thread. Dropping it lets the thread finish its queue and exit.
 pub(crate) struct Persist {
     jobs: mpsc::Sender<Job>,
+    listing: Listing,
 }
 
 impl Persist {
@@ -83,13 +101,31 @@ impl Persist {
     pub fn start(service: &str) -> Persist {
         let (jobs, rx) = mpsc::channel();
         let service = service.to_string();
+        let listing = Listing::default();
+        let shared = listing.clone();
         let spawned = std::thread::Builder::new()
             .name("acr-keyring".into())
-            .spawn(move || Worker::open(service).run(rx));
+            .spawn(move || Worker::open(service, shared).run(rx));
         if let Err(e) = spawned {
             tracing::debug!(error = %e, "no keyring thread; tokens stay in memory only");
         }
-        Persist { jobs }
+        Persist { jobs, listing }
+    }
+
+    /// What is persisted now, as (registry, expires_at) pairs; never a token. Entries an earlier
+    /// agent stored appear once [`Persist::load`] has read them.
+    pub fn listing(&self) -> Vec<(String, u64)> {
+        self.listing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Removes every entry of this instance (in the background; [`Persist::flush`] waits).
+    pub fn delete_all(&self) {
+        let _ = self.jobs.send(Job::DeleteAll);
     }
 
     /// Tokens stored by an earlier agent that have not expired at `now`, by cache key.
@@ -136,10 +172,11 @@ struct Worker {
     service: String,
     store: Option<Arc<CredentialStore>>,
     index: BTreeSet<String>,
+    listing: Listing,
 }
 
 impl Worker {
-    fn open(service: String) -> Worker {
+    fn open(service: String, listing: Listing) -> Worker {
         let store = match open_store() {
             Ok(s) => Some(s),
             Err(e) => {
@@ -151,6 +188,7 @@ impl Worker {
             service,
             store,
             index: BTreeSet::new(),
+            listing,
         };
         worker.index = worker.read_index();
         worker
@@ -164,6 +202,10 @@ impl Worker {
                 }
                 Job::Save { key, record } => self.save(&key, &record),
                 Job::Delete { keys } => self.delete(&keys),
+                Job::DeleteAll => {
+                    let keys: Vec<String> = self.index.iter().cloned().collect();
+                    self.delete(&keys);
+                }
                 Job::Flush { reply } => {
                     let _ = reply.send(());
                 }
@@ -238,7 +280,10 @@ impl Worker {
                 }
             };
             match serde_json::from_str::<Record>(text.expose()) {
-                Ok(r) if r.expires_at > now => found.push((key.clone(), r)),
+                Ok(r) if r.expires_at > now => {
+                    self.list(key, Some((r.registry.clone(), r.expires_at)));
+                    found.push((key.clone(), r))
+                }
                 Ok(_) | Err(_) => {
                     let _ = entry.delete_credential();
                     gone.push(key.clone());
@@ -266,6 +311,8 @@ impl Worker {
             tracing::debug!(error = %e, registry = %record.registry, "could not store token in the keyring");
             return;
         }
+        expire_with_token(&entry, record.expires_at.saturating_sub(record.obtained_at));
+        self.list(key, Some((record.registry.clone(), record.expires_at)));
         if self.index.insert(key.to_string()) {
             self.write_index();
         }
@@ -280,10 +327,46 @@ impl Worker {
                 }
             }
             self.index.remove(key);
+            self.list(key, None);
         }
         self.write_index();
     }
+
+    /// Keeps the shared listing in step with the keyring.
+    fn list(&self, key: &str, value: Option<(String, u64)>) {
+        let mut listing = self.listing.lock().unwrap_or_else(|e| e.into_inner());
+        match value {
+            Some(v) => listing.insert(key.to_string(), v),
+            None => listing.remove(key),
+        };
+    }
 }
+
+/// Sets the kernel key's timeout to the token's life, so the kernel drops the key when the token
+/// expires even if no agent ever runs again. Other stores keep no timeouts (the agent deletes
+/// expired entries when it loads them).
+#[cfg(target_os = "linux")]
+fn expire_with_token(entry: &Entry, life_secs: u64) {
+    let Some(cred) = entry
+        .as_any()
+        .downcast_ref::<linux_keyutils_keyring_store::Cred>()
+    else {
+        return;
+    };
+    // A timeout of 0 would mean "never": a token without life left gets one second.
+    let secs = usize::try_from(life_secs.max(1)).unwrap_or(usize::MAX);
+    match cred.session.search(&cred.description) {
+        Ok(key) => {
+            if let Err(e) = key.set_timeout(secs) {
+                tracing::debug!(error = %e, "could not set the stored token's kernel timeout");
+            }
+        }
+        Err(e) => tracing::debug!(error = %e, "stored token not found to set its timeout"),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn expire_with_token(_entry: &Entry, _life_secs: u64) {}
 
 /// The keyring-core default store if the program set one, else the platform's (on Linux the
 /// kernel keyring, after joining a fresh session keyring so keys are possessed and readable).

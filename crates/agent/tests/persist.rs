@@ -41,7 +41,9 @@ fn stored_tokens(data: &Data) -> Vec<String> {
     data.lock()
         .unwrap()
         .iter()
-        .filter(|((service, user), _)| service == KEYRING_SERVICE && user != "index")
+        .filter(|((service, user), _)| {
+            service.starts_with(&format!("{KEYRING_SERVICE}:")) && user != "index"
+        })
         .map(|(_, v)| String::from_utf8(v.clone()).unwrap())
         .collect()
 }

@@ -5,7 +5,7 @@ use crate::client;
 use crate::output::{stderr_line, stdout_line};
 use crate::warm::human;
 #[cfg(unix)]
-use acr_agent::{AgentOptions, ServeOutcome};
+use acr_agent::{AgentOptions, LogTarget, ServeOutcome};
 use acr_proto::config::Config;
 use acr_proto::ipc::{Request, Response};
 use acr_token::policy::Policy;
@@ -18,8 +18,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// `agent run`: serve until stopped. Used by auto-start (`--ready-fd`) and by service units.
 #[cfg(unix)]
 pub fn run(opts: AgentRunOpts) -> u8 {
-    let log = opts.log_file.as_ref().and_then(|p| open_log(p));
-    crate::logging::init(log);
+    // With a log file, logging starts once the agent has secured the file's directory and
+    // taken its lock (see `acr_agent::LogTarget`); without one it goes to stderr.
+    if opts.log_file.is_none() {
+        crate::logging::init(None);
+    }
     let mut ready = opts.ready_fd.and_then(ready_file);
     let config = match Config::load(&|k| std::env::var(k).ok()) {
         Ok(c) => c,
@@ -29,16 +32,33 @@ pub fn run(opts: AgentRunOpts) -> u8 {
         }
     };
     let socket_path = if opts.system {
-        PathBuf::from(acr_proto::paths::SYSTEM_RUNTIME_DIR).join(acr_proto::paths::SOCKET_NAME)
+        acr_proto::paths::system_socket()
     } else {
-        acr_proto::paths::socket_path()
+        match acr_proto::paths::socket_path() {
+            Some(p) => p,
+            None => {
+                return report_start_failure(
+                    &mut ready,
+                    "no home directory, so no private place for the agent's socket: set HOME or XDG_RUNTIME_DIR",
+                )
+            }
+        }
     };
+    let mut policy = Policy::from_settings(&config.agent);
+    if !opts.system && crate::spawn::in_ci_job() {
+        policy.exit_idle = policy.exit_idle.min(crate::spawn::CI_EXIT_IDLE.as_secs());
+    }
     let options = AgentOptions {
+        state_dir: state_dir_for(&socket_path),
         socket_path,
         system: opts.system,
-        policy: Policy::from_settings(&config.agent),
+        policy,
         persist: config.agent.persist.unwrap_or(true),
         exit_when_idle: !opts.system,
+        log: opts.log_file.map(|path| LogTarget {
+            path: PathBuf::from(path),
+            install: install_log,
+        }),
     };
     // One thread: every request is a few microseconds of work and a wake-up on the same thread
     // answers sooner than a hand-off between workers; it also keeps the agent's memory small.
@@ -71,6 +91,22 @@ pub fn run(opts: AgentRunOpts) -> u8 {
     }
 }
 
+/// The agent instance's state directory for a socket: the user's, except for the node agent,
+/// whose instance lives in its own (root-only) runtime directory.
+#[cfg(unix)]
+fn state_dir_for(socket: &std::path::Path) -> Option<PathBuf> {
+    if socket == acr_proto::paths::system_socket() {
+        None
+    } else {
+        acr_proto::paths::user_state_dir()
+    }
+}
+
+#[cfg(unix)]
+fn install_log(file: std::fs::File) {
+    crate::logging::init(Some(file));
+}
+
 /// `agent run` where the agent is not built yet (Windows: named pipes are the next step).
 #[cfg(not(unix))]
 pub fn run(_opts: AgentRunOpts) -> u8 {
@@ -88,22 +124,6 @@ fn report_start_failure(ready: &mut Option<std::fs::File>, message: &str) -> u8 
 }
 
 #[cfg(unix)]
-fn open_log(path: &str) -> Option<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    // The log lives beside the socket, in a directory the first agent has yet to create (0700;
-    // the agent checks ownership and mode again before it listens).
-    if let Some(dir) = std::path::Path::new(path).parent() {
-        let _ = crate::configure::private_dir(dir);
-    }
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(path)
-        .ok()
-}
-
-#[cfg(unix)]
 fn ready_file(fd: i32) -> Option<std::fs::File> {
     use std::os::fd::FromRawFd;
     // SAFETY: the fd was handed to us by our parent for exactly this purpose (F_GETFD checks it is open).
@@ -118,15 +138,19 @@ fn ready_file(_fd: i32) -> Option<std::fs::File> {
 
 /// `agent status [--json]`.
 pub fn status(json: bool) -> u8 {
-    let socket = acr_proto::paths::socket_path();
-    let (pid, version, uptime_secs, entries) =
+    let Some(socket) = acr_proto::paths::socket_path() else {
+        stderr_line("no agent: no home directory, so no private place for its socket");
+        return 1;
+    };
+    let (pid, version, uptime_secs, entries, persisted) =
         match client::call(&socket, Request::Status, Duration::from_secs(5)) {
             Ok(Response::Status {
                 pid,
                 version,
                 uptime_secs,
                 entries,
-            }) => (pid, version, uptime_secs, entries),
+                persisted,
+            }) => (pid, version, uptime_secs, entries, persisted),
             _ => {
                 stderr_line(&format!(
                     "no agent is running at {} (it starts on the first `get`)",
@@ -136,7 +160,7 @@ pub fn status(json: bool) -> u8 {
             }
         };
     if json {
-        let v = serde_json::json!({ "socket": socket, "pid": pid, "version": version, "uptime_secs": uptime_secs, "entries": entries });
+        let v = serde_json::json!({ "socket": socket, "pid": pid, "version": version, "uptime_secs": uptime_secs, "entries": entries, "persisted": persisted });
         stdout_line(&v.to_string());
         return 0;
     }
@@ -173,20 +197,70 @@ pub fn status(json: bool) -> u8 {
                 .unwrap_or_default()
         ));
     }
+    for p in persisted {
+        stdout_line(&format!(
+            "{}  persisted in the keyring  expires: {}",
+            p.registry,
+            rel(Some(p.expires_at))
+        ));
+    }
     0
 }
 
-/// `agent stop`.
-pub fn stop() -> u8 {
-    let socket = acr_proto::paths::socket_path();
+/// `agent stop [--forget]`: stops this world's agent; with `--forget`, then also deletes every
+/// token that agent instance kept in the OS keyring.
+pub fn stop(forget: bool) -> u8 {
+    let Some(socket) = acr_proto::paths::socket_path() else {
+        stderr_line("no agent is running (no home directory)");
+        return 0;
+    };
     if !socket.exists() {
         stderr_line("no agent is running");
-        return 0;
-    }
-    if client::stop(&socket, Duration::from_secs(10)) {
-        0
-    } else {
+    } else if !client::stop(&socket, Duration::from_secs(10)) {
         stderr_line(&format!("the agent at {} did not stop", socket.display()));
-        1
+        return 1;
     }
+    let persisting = Config::load(&|k| std::env::var(k).ok())
+        .map(|c| c.agent.persist.unwrap_or(true))
+        .unwrap_or(true);
+    if forget && !persisting {
+        stderr_line("keyring persistence is off ([agent] persist = false): nothing to forget");
+    } else if forget {
+        match forget_persisted(&socket, None) {
+            Ok(n) => stderr_line(&format!(
+                "deleted {n} persisted token{} from the keyring",
+                if n == 1 { "" } else { "s" }
+            )),
+            Err(e) => {
+                stderr_line(&e);
+                return 1;
+            }
+        }
+    }
+    0
+}
+
+/// Deletes what the agent instance of `socket` persisted (of `registry`, or all), with no agent
+/// running. Returns how many tokens were deleted.
+#[cfg(unix)]
+pub fn forget_persisted(socket: &std::path::Path, registry: Option<&str>) -> Result<usize, String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let state_dir = state_dir_for(socket);
+    Ok(rt.block_on(acr_agent::forget_persisted(
+        socket,
+        state_dir.as_deref(),
+        registry,
+    )))
+}
+
+/// Nothing is persisted where the agent is not built.
+#[cfg(not(unix))]
+pub fn forget_persisted(
+    _socket: &std::path::Path,
+    _registry: Option<&str>,
+) -> Result<usize, String> {
+    Ok(0)
 }

@@ -40,8 +40,11 @@ pub enum Command {
         /// Machine-readable output.
         json: bool,
     },
-    /// `agent stop`.
-    AgentStop,
+    /// `agent stop [--forget]`.
+    AgentStop {
+        /// Also delete what this agent instance persisted in the OS keyring.
+        forget: bool,
+    },
     /// `kubelet`: credential provider exec plugin.
     Kubelet,
     /// `kubelet merge-config --into PATH --from FILE --out OUT` (node installer).
@@ -60,7 +63,7 @@ pub enum Command {
 }
 
 /// One-line usage, printed for bad arguments.
-pub const USAGE: &str = "Usage: docker-credential-acr <store|get|erase|list|version> | warm [--min-ttl 2h] REGISTRY... | agent <run|status|stop> | kubelet [merge-config --into PATH --from FILE --out OUT] | configure [--containers] [--dry-run] REGISTRY... | doctor [--acquire] [REGISTRY]";
+pub const USAGE: &str = "Usage: docker-credential-acr <store|get|erase|list|version> | warm [--min-ttl 2h] REGISTRY... | agent <run|status|stop [--forget]> | kubelet [merge-config --into PATH --from FILE --out OUT] | configure [--containers] [--dry-run] REGISTRY... | doctor [--acquire] [REGISTRY]";
 
 /// Parses arguments (without the program name).
 pub fn parse(args: &[String]) -> Result<Command, String> {
@@ -76,7 +79,8 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         ["agent", "run", rest @ ..] => parse_agent_run(rest).map(Command::AgentRun),
         ["agent", "status"] => Ok(Command::AgentStatus { json: false }),
         ["agent", "status", "--json"] => Ok(Command::AgentStatus { json: true }),
-        ["agent", "stop"] => Ok(Command::AgentStop),
+        ["agent", "stop"] => Ok(Command::AgentStop { forget: false }),
+        ["agent", "stop", "--forget"] => Ok(Command::AgentStop { forget: true }),
         ["kubelet"] => Ok(Command::Kubelet),
         ["kubelet", "merge-config", rest @ ..] => {
             crate::kubelet_config::parse_args(rest).map(Command::KubeletMergeConfig)
@@ -215,6 +219,11 @@ mod tests {
             })
         );
         assert!(p(&["warm"]).is_err());
+        assert_eq!(
+            p(&["agent", "stop", "--forget"]),
+            Ok(Command::AgentStop { forget: true })
+        );
+        assert!(p(&["agent", "stop", "--frob"]).is_err());
         assert!(p(&["warm", "--min-ttl", "2x", "r"]).is_err());
         assert_eq!(
             p(&["agent", "run", "--ready-fd", "3"]),

@@ -1,5 +1,11 @@
-//! The helper's side of the agent socket: connect, send one request, read one answer.
-//! Blocking std I/O only, so the hot path starts no async runtime.
+//! The helper's side of the agent socket: check whose it is, connect, send one request, read one
+//! answer. Blocking std I/O only, so the hot path starts no async runtime.
+//!
+//! The request carries the caller's identity environment (client secrets, `IDENTITY_HEADER`, CI
+//! request tokens), so nothing is written until the socket has proved to be our own agent's: its
+//! directory is ours and private (checked without following symlinks), and the process listening
+//! runs as our user (`SO_PEERCRED`), or as root for the node agent's socket. An agent failing
+//! either check is never sent a byte: one warning line, and the caller answers in-process.
 
 use acr_proto::ipc::{read_frame, write_frame, Envelope, Request, Response, PROTOCOL_VERSION};
 use std::path::Path;
@@ -12,15 +18,25 @@ pub enum ClientError {
     NotRunning,
     /// The agent speaks another protocol version.
     Mismatch,
+    /// The socket or its directory is not provably our own agent's (the reason); nothing was
+    /// sent and nothing should be started there.
+    Untrusted(String),
     /// Anything else (timeout, broken frame): fall back to the in-process engine.
     Failed(String),
 }
 
-/// Sends `request` and waits up to `timeout` for the answer.
+/// Sends `request` and waits up to `timeout` for the answer, after checking that the socket is
+/// our own agent's.
 #[cfg(unix)]
 pub fn call(socket: &Path, request: Request, timeout: Duration) -> Result<Response, ClientError> {
     use std::io::ErrorKind;
     use std::os::unix::net::UnixStream;
+    let me = acr_proto::paths::current_euid();
+    match acr_proto::paths::check_socket_dir(socket, me) {
+        Ok(true) => {}
+        Ok(false) => return Err(ClientError::NotRunning),
+        Err(reason) => return Err(untrusted(socket, reason.to_string())),
+    }
     let mut stream = UnixStream::connect(socket).map_err(|e| match e.kind() {
         ErrorKind::NotFound | ErrorKind::ConnectionRefused => ClientError::NotRunning,
         _ => ClientError::Failed(format!(
@@ -28,6 +44,21 @@ pub fn call(socket: &Path, request: Request, timeout: Duration) -> Result<Respon
             socket.display()
         )),
     })?;
+    match peer_uid(&stream) {
+        Ok(uid) if acr_proto::paths::trusted_peer(socket, uid, me) => {}
+        Ok(uid) => {
+            return Err(untrusted(
+                socket,
+                format!("the process listening there runs as uid {uid}, not as you (uid {me})"),
+            ))
+        }
+        Err(e) => {
+            return Err(untrusted(
+                socket,
+                format!("cannot tell who listens there: {e}"),
+            ))
+        }
+    }
     let _ = stream.set_read_timeout(Some(timeout));
     let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
     write_frame(
@@ -45,6 +76,57 @@ pub fn call(socket: &Path, request: Request, timeout: Duration) -> Result<Respon
     }
 }
 
+/// Warns once per process (one line on stderr) and builds the error.
+#[cfg(unix)]
+fn untrusted(socket: &Path, reason: String) -> ClientError {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| {
+        crate::output::stderr_line(&format!(
+            "warning: not using the agent socket {}: {reason}; answering without the agent",
+            socket.display()
+        ))
+    });
+    ClientError::Untrusted(reason)
+}
+
+/// The effective uid of the process at the other end of a connected socket.
+#[cfg(target_os = "linux")]
+fn peer_uid(stream: &std::os::unix::net::UnixStream) -> std::io::Result<u32> {
+    use std::os::unix::io::AsRawFd;
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: u32::MAX,
+        gid: u32::MAX,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: SO_PEERCRED writes at most `len` bytes into the ucred we own.
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(cred.uid)
+}
+
+/// The effective uid of the process at the other end of a connected socket.
+#[cfg(all(unix, not(target_os = "linux")))]
+fn peer_uid(stream: &std::os::unix::net::UnixStream) -> std::io::Result<u32> {
+    use std::os::unix::io::AsRawFd;
+    let (mut uid, mut gid) = (u32::MAX, u32::MAX);
+    // SAFETY: getpeereid writes two integers we own.
+    if unsafe { libc::getpeereid(stream.as_raw_fd(), &mut uid, &mut gid) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(uid)
+}
+
 /// Non-Unix platforms reach the agent over a named pipe (not built yet): always fall back.
 #[cfg(not(unix))]
 pub fn call(
@@ -58,7 +140,9 @@ pub fn call(
 /// Asks whatever agent listens to stop (any protocol version honours this) and waits up to
 /// `wait` for its socket to disappear.
 pub fn stop(socket: &Path, wait: Duration) -> bool {
-    let _ = call(socket, Request::Stop, Duration::from_secs(5));
+    if let Err(ClientError::Untrusted(_)) = call(socket, Request::Stop, Duration::from_secs(5)) {
+        return false;
+    }
     let deadline = std::time::Instant::now() + wait;
     while std::time::Instant::now() < deadline {
         if !socket.exists() {

@@ -1,7 +1,7 @@
 //! `configure [--containers] [--dry-run] REGISTRY...`: wires the helper into docker's
 //! `config.json` (and with `--containers`, containers' `auth.json` for podman/skopeo/buildah)
-//! as `credHelpers` entries. Atomic, keeps every other key, idempotent; warns about settings that
-//! would shadow the helper.
+//! as `credHelpers` entries. Atomic, locked, through symlinks, keeps every other key and the
+//! file's owner and mode, idempotent; warns about settings that would shadow the helper.
 
 use crate::output::{stderr_line, stdout_line};
 use acr_proto::config::Config;
@@ -90,23 +90,34 @@ fn home() -> PathBuf {
 }
 
 fn read_json(file: &Path) -> Result<Map<String, Value>, String> {
-    match std::fs::read_to_string(file) {
-        Ok(text) if text.trim().is_empty() => Ok(Map::new()),
-        Ok(text) => match serde_json::from_str::<Value>(&text) {
-            Ok(Value::Object(m)) => Ok(m),
-            _ => Err(format!(
-                "{} is not a JSON object; fix or move it, then run configure again",
-                file.display()
-            )),
-        },
+    match std::fs::read(file) {
+        Ok(bytes) => parse_json(file, Some(&bytes)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Map::new()),
         Err(e) => Err(format!("cannot read {}: {e}", file.display())),
     }
 }
 
-/// Adds the entries to one file; returns what happened.
-fn wire(file: &Path, hosts: &[RegistryHost], dry_run: bool) -> Result<String, String> {
-    let mut doc = read_json(file)?;
+/// A config file's contents as a JSON object (`None` or blank: empty).
+fn parse_json(file: &Path, bytes: Option<&[u8]>) -> Result<Map<String, Value>, String> {
+    let text = String::from_utf8_lossy(bytes.unwrap_or_default());
+    if text.trim().is_empty() {
+        return Ok(Map::new());
+    }
+    match serde_json::from_str::<Value>(&text) {
+        Ok(Value::Object(m)) => Ok(m),
+        _ => Err(format!(
+            "{} is not a JSON object; fix or move it, then run configure again",
+            file.display()
+        )),
+    }
+}
+
+/// Sets `credHelpers[host] = "acr"` for each host; returns the hosts that changed.
+fn add_helpers(
+    file: &Path,
+    doc: &mut Map<String, Value>,
+    hosts: &[RegistryHost],
+) -> Result<Vec<String>, String> {
     let helpers = doc
         .entry("credHelpers")
         .or_insert_with(|| Value::Object(Map::new()));
@@ -121,47 +132,42 @@ fn wire(file: &Path, hosts: &[RegistryHost], dry_run: bool) -> Result<String, St
             helpers.insert(key, Value::String(HELPER.into()));
         }
     }
+    Ok(changes)
+}
+
+/// Adds the entries to one file; returns what happened. The read, the change and the write
+/// happen under the file's lock (see [`crate::config_write`]).
+fn wire(file: &Path, hosts: &[RegistryHost], dry_run: bool) -> Result<String, String> {
+    if dry_run {
+        let changes = add_helpers(file, &mut read_json(file)?, hosts)?;
+        if changes.is_empty() {
+            return Ok(format!("{}: unchanged", file.display()));
+        }
+        return Ok(format!(
+            "{}: would set credHelpers for {} to \"{HELPER}\" (dry run)",
+            file.display(),
+            changes.join(", ")
+        ));
+    }
+    let mut changes = Vec::new();
+    crate::config_write::update(file, 0o600, |old| {
+        let mut doc = parse_json(file, old)?;
+        changes = add_helpers(file, &mut doc, hosts)?;
+        if changes.is_empty() {
+            return Ok(None);
+        }
+        let text =
+            serde_json::to_string_pretty(&Value::Object(doc)).map_err(|e| e.to_string())? + "\n";
+        Ok(Some(text.into_bytes()))
+    })?;
     if changes.is_empty() {
         return Ok(format!("{}: unchanged", file.display()));
     }
-    let list = changes.join(", ");
-    if dry_run {
-        return Ok(format!(
-            "{}: would set credHelpers for {list} to \"{HELPER}\" (dry run)",
-            file.display()
-        ));
-    }
-    let text = serde_json::to_string_pretty(&Value::Object(doc)).map_err(|e| e.to_string())? + "\n";
-    write_atomic(file, text.as_bytes())
-        .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
     Ok(format!(
-        "{}: credHelpers for {list} now use docker-credential-acr",
-        file.display()
+        "{}: credHelpers for {} now use docker-credential-acr",
+        file.display(),
+        changes.join(", ")
     ))
-}
-
-/// Writes via a temp file in the same directory and rename, keeping the old file's mode.
-fn write_atomic(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = file.parent().unwrap_or(Path::new("."));
-    private_dir(dir)?;
-    let mode = file_mode(file).unwrap_or(0o600);
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        file.file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("config"),
-        std::process::id()
-    ));
-    let mut f = private_file(&tmp, mode, false)?;
-    let result = f
-        .write_all(bytes)
-        .and_then(|_| f.sync_all())
-        .and_then(|_| std::fs::rename(&tmp, file));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 /// Creates a directory (and parents) readable by the owner only.
@@ -177,45 +183,6 @@ pub(crate) fn private_dir(dir: &Path) -> std::io::Result<()> {
     #[cfg(not(unix))]
     {
         std::fs::create_dir_all(dir)
-    }
-}
-
-/// Opens a file for writing with `mode` (Unix); `truncate` replaces an existing one, else the
-/// file must be new.
-pub(crate) fn private_file(
-    path: &Path,
-    mode: u32,
-    truncate: bool,
-) -> std::io::Result<std::fs::File> {
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true);
-    if truncate {
-        o.create(true).truncate(true);
-    } else {
-        o.create_new(true);
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        o.mode(mode);
-    }
-    #[cfg(not(unix))]
-    let _ = mode;
-    o.open(path)
-}
-
-fn file_mode(file: &Path) -> Option<u32> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::metadata(file)
-            .ok()
-            .map(|m| m.permissions().mode() & 0o777)
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = file;
-        None
     }
 }
 

@@ -210,7 +210,8 @@ fn via_agent(
     config: &Config,
     min_ttl_secs: Option<u64>,
 ) -> Result<Response, String> {
-    let socket = acr_proto::paths::socket_path();
+    let socket = acr_proto::paths::socket_path()
+        .ok_or("no home directory, so no private place for the agent's socket")?;
     let request = || Request::Get {
         registry: host.to_string(),
         env: request_env(config),
@@ -219,6 +220,8 @@ fn via_agent(
     match client::call(&socket, request(), AGENT_ANSWER_TIMEOUT) {
         Ok(r) => return Ok(r),
         Err(ClientError::Failed(e)) => return Err(e),
+        // Never started in a directory someone else controls; the warning is printed.
+        Err(ClientError::Untrusted(reason)) => return Err(reason),
         Err(ClientError::Mismatch) => {
             tracing::info!("replacing an agent that speaks another protocol version");
             client::stop(&socket, Duration::from_secs(3));
@@ -275,16 +278,23 @@ pub fn erase() -> u8 {
         Err(e) => return fail(&e),
     };
     match recognise(input.trim()) {
-        Ok(Target::Ours { host, .. }) => {
+        Ok(Target::Ours { host, config }) => {
             crate::statics::remove(&host.to_string());
-            let socket = acr_proto::paths::socket_path();
-            let _ = client::call(
-                &socket,
-                Request::Forget {
-                    registry: host.to_string(),
-                },
-                Duration::from_secs(5),
-            );
+            if let Some(socket) = acr_proto::paths::socket_path() {
+                let asked = client::call(
+                    &socket,
+                    Request::Forget {
+                        registry: host.to_string(),
+                    },
+                    Duration::from_secs(5),
+                );
+                // No agent to ask: delete what this world's agent persisted for the registry.
+                if matches!(asked, Err(ClientError::NotRunning))
+                    && config.agent.persist.unwrap_or(true)
+                {
+                    let _ = crate::agent_cmd::forget_persisted(&socket, Some(&host.to_string()));
+                }
+            }
             0
         }
         Ok(Target::NotOurs) => fail(NOT_FOUND),
@@ -296,13 +306,12 @@ pub fn erase() -> u8 {
 /// never starts one).
 pub fn list() -> u8 {
     let _ = read_stdin();
-    let socket = acr_proto::paths::socket_path();
     let mut map = serde_json::Map::new();
     for (host, username) in crate::statics::list() {
         map.insert(host, serde_json::Value::String(username));
     }
-    if let Ok(Response::Status { entries, .. }) =
-        client::call(&socket, Request::Status, Duration::from_secs(5))
+    if let Some(Ok(Response::Status { entries, .. })) = acr_proto::paths::socket_path()
+        .map(|socket| client::call(&socket, Request::Status, Duration::from_secs(5)))
     {
         for e in entries {
             map.entry(e.registry)

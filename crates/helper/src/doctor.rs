@@ -8,6 +8,7 @@
 //! lifetime only). Network probes run only when a registry is named, each bounded to a few
 //! seconds, on a current-thread runtime built for them alone.
 
+mod exposure;
 mod files;
 mod net;
 
@@ -112,6 +113,7 @@ pub fn run(opts: Options) -> u8 {
     let mut r = Report::default();
     files::path(&mut r);
     let config = config_file(&mut r);
+    exposure::check(&mut r, &config);
     let target = opts.registry.as_deref().map(RegistryHost::parse);
     let hosts = match &target {
         Some(Ok(h)) => vec![h.clone()],
@@ -206,7 +208,14 @@ fn config_file(r: &mut Report) -> Config {
 
 /// Socket, liveness, version and protocol of the agent. Never starts one.
 fn agent(r: &mut Report) -> Option<AgentStatus> {
-    let socket = acr_proto::paths::socket_path();
+    let Some(socket) = acr_proto::paths::socket_path() else {
+        r.warn(
+            "agent",
+            "no home directory, so no private place for the agent's socket; every get acquires in-process",
+            Some("set HOME (or XDG_RUNTIME_DIR)"),
+        );
+        return None;
+    };
     let off = crate::docker::agent_disabled();
     match client::call(&socket, Request::Status, Duration::from_secs(3)) {
         Ok(Response::Status {
@@ -214,6 +223,7 @@ fn agent(r: &mut Report) -> Option<AgentStatus> {
             version,
             uptime_secs,
             entries,
+            ..
         }) => {
             let mine = env!("CARGO_PKG_VERSION");
             let finding = format!(
@@ -276,6 +286,17 @@ fn agent(r: &mut Report) -> Option<AgentStatus> {
                     socket.display()
                 ),
                 Some("the next get replaces it; or run `docker-credential-acr agent stop`"),
+            );
+            None
+        }
+        Err(ClientError::Untrusted(reason)) => {
+            r.fail(
+                "agent",
+                &format!(
+                    "the socket {} is not provably your own agent's ({reason}); nothing is sent there and every get acquires in-process",
+                    socket.display()
+                ),
+                Some("find out who created it; remove that directory, or set XDG_RUNTIME_DIR to a private directory"),
             );
             None
         }

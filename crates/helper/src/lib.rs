@@ -8,6 +8,7 @@
 mod agent_cmd;
 mod args;
 mod client;
+mod config_write;
 mod configure;
 mod docker;
 mod doctor;
@@ -64,7 +65,7 @@ fn dispatch(cmd: args::Command) -> u8 {
         } => warm::run(min_ttl, &registries),
         AgentRun(opts) => agent_cmd::run(opts),
         AgentStatus { json } => agent_cmd::status(json),
-        AgentStop => agent_cmd::stop(),
+        AgentStop { forget } => agent_cmd::stop(forget),
         Kubelet => kubelet::run(),
         KubeletMergeConfig(opts) => kubelet_config::run(&opts),
         Configure {

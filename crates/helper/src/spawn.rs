@@ -1,12 +1,46 @@
 //! Starting the agent from the helper: detached, in its own session, with no inherited stdio or
 //! descriptors (a caller reading our stdout to EOF must never wait on the agent), and a pipe on
 //! which the agent says "ready" once it listens. No sleep-polling.
+//!
+//! Inside a CI job the agent must end with the job: it holds that job's tokens, and a later job
+//! on a shared self-hosted runner must not find it. Each runner has its own way to reap what a
+//! job leaves behind, and the agent keeps to it:
+//! - GitHub Actions sets `RUNNER_TRACKING_ID` (`github_<guid>`) for every step and, when the job
+//!   ends, kills each process whose environment carries it (actions/runner,
+//!   `src/Runner.Worker/JobExtension.cs`, `_processLookupId`).
+//! - Azure Pipelines does the same with `VSTS_PROCESS_LOOKUP_ID` (`vsts_<guid>`)
+//!   (microsoft/azure-pipelines-agent, `src/Agent.Worker/JobExtension.cs`).
+//! - GitLab Runner has no such variable: it starts the job script in a process group of its own
+//!   (`Setpgid`, gitlab-runner `helpers/process/group_unix.go`) and terminates the job by
+//!   signalling that whole group (`kill(-pgid)`, `helpers/process/killer_unix.go`). So under
+//!   `GITLAB_CI` the agent does not start a new session and stays in the job's group.
+//!
+//! In all three the agent's idle exit is also cut to [`CI_EXIT_IDLE`], for runners configured
+//! not to clean up.
 
 use std::path::Path;
 use std::time::Duration;
 
 /// How long the helper waits for a new agent before answering in-process instead.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Idle exit of an agent started inside a CI job: a job's pulls come in bursts minutes apart at
+/// most, and nothing should outlive the job for long.
+pub const CI_EXIT_IDLE: Duration = Duration::from_secs(300);
+
+/// Variables CI runners use to find and reap what a job started (see the module docs).
+pub const CI_TRACKING_VARS: &[&str] = &["RUNNER_TRACKING_ID", "VSTS_PROCESS_LOOKUP_ID"];
+
+/// Set by GitLab Runner in every job (`GITLAB_CI=true`).
+pub const GITLAB_CI_VAR: &str = "GITLAB_CI";
+
+/// Whether this process runs inside a CI job whose runner reaps what it started.
+pub fn in_ci_job() -> bool {
+    CI_TRACKING_VARS
+        .iter()
+        .chain([&GITLAB_CI_VAR])
+        .any(|k| std::env::var_os(k).is_some_and(|v| !v.is_empty()))
+}
 
 /// Outcome of a spawn attempt.
 #[derive(Debug, PartialEq, Eq)]
@@ -49,15 +83,23 @@ pub fn spawn_agent(socket: &Path) -> Result<Spawned, String> {
         "DOCKER_CREDENTIAL_ACR_LOG",
         "DOCKER_CREDENTIAL_ACR_SOCKET",
         "DOCKER_CREDENTIAL_ACR_CONFIG",
-    ] {
+    ]
+    .iter()
+    .chain(CI_TRACKING_VARS)
+    .chain([&GITLAB_CI_VAR])
+    {
         if let Some(v) = std::env::var_os(key) {
             cmd.env(key, v);
         }
     }
+    // GitLab reaps a job by its process group: stay in it there; elsewhere detach fully.
+    let new_session = std::env::var_os(GITLAB_CI_VAR).is_none_or(|v| v.is_empty());
     // SAFETY: only async-signal-safe calls (setsid, dup2, close_range/close) between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
-            libc::setsid();
+            if new_session {
+                libc::setsid();
+            }
             if libc::dup2(write_fd, 3) < 0 {
                 return Err(std::io::Error::last_os_error());
             }

@@ -25,20 +25,24 @@ pub fn list() -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
-fn write_index(index: &BTreeMap<String, String>) -> Result<(), String> {
-    use std::io::Write;
+/// Changes the index under its lock (concurrent `docker login`s keep each other's entries; see
+/// [`crate::config_write`]).
+fn edit_index(change: impl FnOnce(&mut BTreeMap<String, String>)) -> Result<(), String> {
     let path = index_path().ok_or("no config directory (HOME unset)")?;
-    let dir = path.parent().ok_or("bad config path")?;
-    crate::configure::private_dir(dir)
-        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let tmp = dir.join(format!(".logins.{}.tmp", std::process::id()));
-    let body = serde_json::to_vec_pretty(index).map_err(|e| e.to_string())?;
-    let mut f = crate::configure::private_file(&tmp, 0o600, true)
-        .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-    f.write_all(&body)
-        .and_then(|_| f.sync_all())
-        .map_err(|e| e.to_string())?;
-    std::fs::rename(&tmp, &path).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    crate::config_write::update(&path, 0o600, |old| {
+        let mut index: BTreeMap<String, String> = old
+            .and_then(|b| serde_json::from_slice(b).ok())
+            .unwrap_or_default();
+        let before = index.clone();
+        change(&mut index);
+        if index == before {
+            return Ok(None);
+        }
+        serde_json::to_vec_pretty(&index)
+            .map(Some)
+            .map_err(|e| e.to_string())
+    })
+    .map(|_| ())
 }
 
 #[cfg(unix)]
@@ -72,20 +76,21 @@ pub fn save(host: &str, username: &str, secret: &Secret) -> Result<(), String> {
     entry(host)?
         .set_password(secret.expose())
         .map_err(|e| format!("cannot store the login for {host} in the keyring: {e}"))?;
-    let mut index = list();
-    index.insert(host.to_string(), username.to_string());
-    write_index(&index)
+    edit_index(|index| {
+        index.insert(host.to_string(), username.to_string());
+    })
 }
 
 /// Forgets the login for `host`; true if there was one.
 pub fn remove(host: &str) -> bool {
-    let mut index = list();
-    let had = index.remove(host).is_some();
+    let had = list().contains_key(host);
     if let Ok(e) = entry(host) {
         let _ = e.delete_credential();
     }
     if had {
-        let _ = write_index(&index);
+        let _ = edit_index(|index| {
+            index.remove(host);
+        });
     }
     had
 }

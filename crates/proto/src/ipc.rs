@@ -82,6 +82,10 @@ pub enum Response {
         uptime_secs: u64,
         /// One entry per cached (identity, registry).
         entries: Vec<StatusEntry>,
+        /// What this agent instance keeps in the OS keyring (registry and expiry, never the
+        /// token). Absent from older agents.
+        #[serde(default)]
+        persisted: Vec<PersistedEntry>,
     },
     /// Done.
     Ok,
@@ -109,6 +113,15 @@ pub struct StatusEntry {
     pub gets: u64,
     /// Entra + exchange acquisitions performed for this entry.
     pub acquisitions: u64,
+}
+
+/// One token kept in the OS keyring, as shown by `agent status`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PersistedEntry {
+    /// Registry host.
+    pub registry: String,
+    /// Unix seconds the token (and its kernel key) expires.
+    pub expires_at: u64,
 }
 
 /// Why a frame could not be read or written.

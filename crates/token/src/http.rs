@@ -15,7 +15,9 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 pub struct Clients {
     /// https only: Entra, the registry, CI token issuers.
     pub secure: reqwest::Client,
-    /// Also plain http: managed identity endpoints (App Service, IMDS) live on local http.
+    /// Also plain http, and never through a proxy: managed identity endpoints (App Service's
+    /// loopback `IDENTITY_ENDPOINT`, IMDS on the link-local address) are local to the machine,
+    /// and a proxy on the way would see `X-IDENTITY-HEADER` and the token in cleartext.
     pub local: reqwest::Client,
 }
 
@@ -38,7 +40,7 @@ pub fn install_crypto_provider() {
 pub fn build(env: &IdentityEnv) -> Result<Clients, String> {
     install_crypto_provider();
     let roots = explicit_roots(env)?;
-    let make = |https_only: bool| -> Result<reqwest::Client, String> {
+    let make = |https_only: bool, proxied: bool| -> Result<reqwest::Client, String> {
         let mut b = reqwest::Client::builder()
             .user_agent(concat!("docker-credential-acr/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(CONNECT_TIMEOUT)
@@ -49,15 +51,17 @@ pub fn build(env: &IdentityEnv) -> Result<Clients, String> {
         if let Some(certs) = &roots {
             b = b.tls_certs_only(certs.iter().cloned());
         }
-        for proxy in proxies(env)? {
-            b = b.proxy(proxy);
+        if proxied {
+            for proxy in proxies(env)? {
+                b = b.proxy(proxy);
+            }
         }
         b.build()
             .map_err(|e| format!("cannot build an HTTP client: {}", crate::http::describe(&e)))
     };
     Ok(Clients {
-        secure: make(true)?,
-        local: make(false)?,
+        secure: make(true, true)?,
+        local: make(false, false)?,
     })
 }
 

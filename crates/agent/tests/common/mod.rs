@@ -160,6 +160,8 @@ pub fn options(socket: &Path, policy: Policy) -> AgentOptions {
         policy,
         persist: false,
         exit_when_idle: false,
+        log: None,
+        state_dir: None,
     }
 }
 
