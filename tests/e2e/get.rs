@@ -51,6 +51,10 @@ fn foreign_hosts_get_not_found_with_no_traffic() {
         "[::1]:443",
         "myreg.azurecr.io:99999",
         "localhost:5000",
+        // ACR dedicated data endpoints serve blobs only (every cloud).
+        "myreg.eastus.data.azurecr.io",
+        "https://myreg.chinaeast2.data.azurecr.cn/v2/",
+        "myreg.francecentral.data.azurecr.sovcloud-azure.fr",
     ] {
         let out = s.run_inproc(&["get"], host);
         assert_eq!(stdout(&out), NOT_FOUND, "{host}");

@@ -16,7 +16,7 @@ use crate::output::stdout_line;
 use crate::warm::human;
 use acr_proto::config::{Config, IdentityKind};
 use acr_proto::env::IdentityEnv;
-use acr_proto::host::{builtin_cloud, pattern_matches, Cloud, RegistryHost};
+use acr_proto::host::{builtin_cloud, is_data_endpoint, pattern_matches, Cloud, RegistryHost};
 use acr_proto::ipc::{Request, Response, StatusEntry, PROTOCOL_VERSION};
 use acr_token::plan::{AssertionSource, MiEndpoint, Source};
 use acr_token::{Engine, Plan, SystemClock};
@@ -295,6 +295,14 @@ fn agent(r: &mut Report) -> Option<AgentStatus> {
 
 /// Whether the registry is one `get` serves; says why.
 fn recognised(r: &mut Report, host: &RegistryHost, config: &Config) -> bool {
+    if is_data_endpoint(host) {
+        r.fail(
+            "registry",
+            &format!("{host} is an ACR dedicated data endpoint (layer downloads only), not a login server, so get answers \"credentials not found\""),
+            Some("use the registry's login server (<name>.azurecr.io or <name>.<region>.geo.azurecr.io)"),
+        );
+        return false;
+    }
     if let Some(cloud) = builtin_cloud(host) {
         r.ok(
             "registry",
@@ -330,18 +338,14 @@ fn recognised(r: &mut Report, host: &RegistryHost, config: &Config) -> bool {
         .unwrap_or_else(|| "~/.config/docker-credential-acr/config.toml".into());
     r.fail(
         "registry",
-        &format!("{host} is not an ACR login server (*.azurecr.io, *.azurecr.cn, *.azurecr.us) and no config entry matches it, so get answers \"credentials not found\""),
+        &format!("{host} is not an ACR login server (*.azurecr.io, *.azurecr.cn, *.azurecr.us, *.azurecr.sovcloud-azure.fr/.de) and no config entry matches it, so get answers \"credentials not found\""),
         Some(&format!("if it is an ACR, add [[registry]] match = \"{host}\" to {file}")),
     );
     false
 }
 
 fn cloud_name(cloud: Cloud) -> &'static str {
-    match cloud {
-        Cloud::Public => "public",
-        Cloud::China => "China",
-        Cloud::Usgov => "US Government",
-    }
+    cloud.display_name()
 }
 
 /// Which identity would be used, and what selected it. Names variables, never their values.
