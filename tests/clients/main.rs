@@ -9,5 +9,6 @@
 
 mod docker_cli;
 mod dockerpy;
+mod export;
 mod skopeo;
 mod util;

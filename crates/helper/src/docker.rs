@@ -93,6 +93,7 @@ pub fn get() -> u8 {
         Some((username, secret)) => Obtained::Credential {
             username,
             secret,
+            expires_at: None,
             warning: None,
         },
         None => obtain(&host, &config),
@@ -102,6 +103,7 @@ pub fn get() -> u8 {
             username,
             secret,
             warning,
+            ..
         } => {
             if let Some(w) = warning {
                 stderr_line(&w);
@@ -132,6 +134,8 @@ pub enum Obtained {
         username: String,
         /// Token.
         secret: Secret,
+        /// Unix seconds when the token expires (`None`: a static login, no known expiry).
+        expires_at: Option<u64>,
         /// Notice for stderr.
         warning: Option<String>,
     },
@@ -171,12 +175,13 @@ pub fn obtain_with_ttl(
             Ok(Response::Credential {
                 username,
                 secret,
+                expires_at,
                 warning,
-                ..
             }) => {
                 return Obtained::Credential {
                     username,
                     secret,
+                    expires_at: Some(expires_at),
                     warning,
                 }
             }
@@ -189,6 +194,7 @@ pub fn obtain_with_ttl(
     match inproc::acquire(host, config) {
         Ok(Some((plan, token))) => Obtained::Credential {
             username: username_for(plan.form).to_string(),
+            expires_at: Some(token.expires_at),
             secret: token.refresh_token,
             warning: None,
         },
