@@ -123,6 +123,7 @@ pub fn run(opts: Options) -> u8 {
     for w in crate::configure::shadow_warnings(&hosts) {
         r.warn("shadowed", &w, None);
     }
+    files::docker_auth_config(&mut r, &hosts);
     let status = agent(&mut r);
     let engine = Engine::new(Arc::new(SystemClock));
     let env = crate::docker::request_env(&config);
