@@ -11,4 +11,5 @@ mod docker_cli;
 mod dockerpy;
 mod export;
 mod skopeo;
+mod statics;
 mod util;
