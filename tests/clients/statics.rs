@@ -115,3 +115,94 @@ fn store_get_pull_erase_without_any_keyring() {
     );
     assert!(!String::from_utf8_lossy(&out.stdout).contains("push-pw"));
 }
+
+/// Runs `script` (sh) inside a private `dbus-run-session` whose gnome-keyring-daemon offers
+/// `org.freedesktop.secrets`, unlocked with a test password. `$H` is the helper, `$OUT` a
+/// directory for results. Returns `$OUT`.
+fn in_desktop_session(s: &Setup, script: &str) -> std::path::PathBuf {
+    let out_dir = s.world.root().join("session-out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    require_tool(
+        &["/usr/bin/dbus-run-session", "dbus-run-session"],
+        "dbus-daemon",
+    );
+    require_tool(&["/usr/bin/gnome-keyring-daemon"], "gnome-keyring");
+    require_tool(&["/usr/bin/secret-tool"], "libsecret-tools");
+    let full = format!(
+        "printf %s test-password | gnome-keyring-daemon --unlock --components=secrets >/dev/null 2>&1\n{script}"
+    );
+    let mut cmd = s.world.command("dbus-run-session");
+    cmd.args(["--", "sh", "-c", &full])
+        .env("H", helper_bin())
+        .env("OUT", &out_dir);
+    let out = output_within(&mut cmd, None, std::time::Duration::from_secs(60));
+    s.assert_ok(&out, "desktop session script");
+    out_dir
+}
+
+fn read(dir: &std::path::Path, name: &str) -> String {
+    std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+#[test]
+fn desktop_logins_live_in_the_secret_service_and_outlive_the_agent() {
+    let s = Setup::new();
+    let login = format!(r#"{{"ServerURL":"{HOST}","Username":"admin","Secret":"admin-pw"}}"#);
+    let script = format!(
+        r#"
+"$H" agent run >/dev/null 2>&1 & agent=$!
+printf '%s' '{login}' | "$H" store >"$OUT/store.out" 2>"$OUT/store.err"; echo $? >"$OUT/store.rc"
+"$H" doctor >"$OUT/doctor.out" 2>&1
+kill -9 $agent; wait $agent 2>/dev/null
+printf %s {HOST} | "$H" get >"$OUT/get.out" 2>"$OUT/get.err"; echo $? >"$OUT/get.rc"
+secret-tool search --all service docker-credential-acr-login >"$OUT/search.out" 2>&1
+printf %s {HOST} | "$H" erase >"$OUT/erase.out" 2>&1; echo $? >"$OUT/erase.rc"
+secret-tool search --all service docker-credential-acr-login >"$OUT/search2.out" 2>&1
+printf %s {HOST} | DOCKER_CREDENTIAL_ACR_NO_AGENT=1 "$H" get >"$OUT/get2.out" 2>&1
+exit 0
+"#
+    );
+    let out = in_desktop_session(&s, &script);
+    assert_eq!(
+        read(&out, "store.rc").trim(),
+        "0",
+        "{}",
+        read(&out, "store.err")
+    );
+    assert!(
+        read(&out, "store.err").is_empty(),
+        "{}",
+        read(&out, "store.err")
+    );
+    let doctor = read(&out, "doctor.out");
+    assert!(
+        doctor.contains(&format!(
+            "static login for {HOST} (user admin) is kept in the Secret Service"
+        )),
+        "{doctor}"
+    );
+    assert!(!doctor.contains("admin-pw"));
+    assert_eq!(
+        read(&out, "get.rc").trim(),
+        "0",
+        "{}",
+        read(&out, "get.err")
+    );
+    let v: serde_json::Value = serde_json::from_str(&read(&out, "get.out")).expect("get JSON");
+    assert_eq!(v["Username"], "admin");
+    assert_eq!(v["Secret"], "admin-pw");
+    let search = read(&out, "search.out");
+    assert!(
+        search.contains(HOST),
+        "the item is in gnome-keyring: {search}"
+    );
+    assert_eq!(read(&out, "erase.rc").trim(), "0");
+    assert!(
+        !read(&out, "search2.out").contains(HOST),
+        "erase removed it"
+    );
+    assert!(
+        !read(&out, "get2.out").contains("admin-pw"),
+        "forgotten after erase"
+    );
+}

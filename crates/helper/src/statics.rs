@@ -2,7 +2,9 @@
 //! in the OS keyring: `docker login myreg.azurecr.io -u NAME -p ...` → `store`; `get` prefers
 //! them over Entra for that registry; `erase` removes them; `list` shows them.
 //!
-//! Where the secret goes ([`LoginStore`]): the kernel keyring; else, when keyring calls are
+//! Where the secret goes ([`LoginStore`]): the desktop's Secret Service (GNOME Keyring, KWallet,
+//! KeePassXC) when a session bus offers `org.freedesktop.secrets`, so logins survive a reboot;
+//! else the kernel keyring; else, when keyring calls are
 //! refused (Docker's default seccomp profile forbids `keyctl`/`add_key`/`request_key` inside
 //! containers), the agent's memory for the agent's life, so `docker login` never fails for want
 //! of a keyring. `store` says so on stderr when it falls back.
@@ -64,6 +66,8 @@ fn entry(_host: &str) -> Result<keyring_core::Entry, String> {
 /// Where a static login's secret is kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LoginStore {
+    /// The Secret Service on the session bus (survives reboot).
+    SecretService,
     /// The kernel keyring (kept while used; gone at reboot).
     KernelKeyring,
     /// The agent's memory: no keyring was usable; gone when the agent exits.
@@ -74,6 +78,7 @@ impl LoginStore {
     /// Machine-readable name (`agent status --json`).
     pub fn key(self) -> &'static str {
         match self {
+            LoginStore::SecretService => "secret-service",
             LoginStore::KernelKeyring => "kernel-keyring",
             LoginStore::AgentMemory => "agent-memory",
         }
@@ -82,6 +87,7 @@ impl LoginStore {
     /// For `doctor` and `agent status`.
     pub fn describe(self) -> &'static str {
         match self {
+            LoginStore::SecretService => "the Secret Service (desktop keyring; survives reboot)",
             LoginStore::KernelKeyring => "the kernel keyring (lost at reboot)",
             LoginStore::AgentMemory => {
                 "the agent's memory (no keyring usable here; lost when the agent exits)"
@@ -90,10 +96,49 @@ impl LoginStore {
     }
 }
 
-fn keyring_get(host: &str) -> Result<Secret, String> {
-    entry(host)
-        .and_then(|e| e.get_password().map_err(|e| e.to_string()))
-        .map(Secret::new)
+/// The Secret Service entry for `host`, when a session bus offers `org.freedesktop.secrets`
+/// (connecting opens an encrypted session with the service, D-Bus-activating it if needed).
+#[cfg(target_os = "linux")]
+fn secret_service_entry(host: &str) -> Result<keyring_core::Entry, String> {
+    let bus = std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some_and(|v| !v.is_empty())
+        || std::env::var_os("XDG_RUNTIME_DIR")
+            .is_some_and(|d| std::path::Path::new(&d).join("bus").exists());
+    if !bus {
+        return Err("no session bus".into());
+    }
+    let store: std::sync::Arc<keyring_core::CredentialStore> =
+        zbus_secret_service_keyring_store::Store::new()
+            .map_err(|e| format!("Secret Service: {e}"))?;
+    store
+        .build(SERVICE, host, None)
+        .map_err(|e| format!("Secret Service: {e}"))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn secret_service_entry(_host: &str) -> Result<keyring_core::Entry, String> {
+    Err("no Secret Service on this platform".into())
+}
+
+/// Opens one keyring's entry for a host.
+type OpenEntry = fn(&str) -> Result<keyring_core::Entry, String>;
+
+/// The stores to try, best first: the Secret Service, then the kernel keyring.
+fn keyrings() -> [(LoginStore, OpenEntry); 2] {
+    [
+        (LoginStore::SecretService, secret_service_entry),
+        (LoginStore::KernelKeyring, entry),
+    ]
+}
+
+fn keyring_get(host: &str) -> Result<(Secret, LoginStore), String> {
+    let mut errors = Vec::new();
+    for (store, open) in keyrings() {
+        match open(host).and_then(|e| e.get_password().map_err(|e| e.to_string())) {
+            Ok(secret) => return Ok((Secret::new(secret), store)),
+            Err(e) => errors.push(e),
+        }
+    }
+    Err(errors.join("; "))
 }
 
 fn agent_get(host: &str) -> Option<Secret> {
@@ -110,7 +155,7 @@ fn agent_get(host: &str) -> Option<Secret> {
 pub fn find(host: &str) -> Option<(String, Secret, LoginStore)> {
     let username = list().remove(host)?;
     match keyring_get(host) {
-        Ok(secret) => return Some((username, secret, LoginStore::KernelKeyring)),
+        Ok((secret, store)) => return Some((username, secret, store)),
         Err(e) => tracing::debug!(registry = host, "no stored login in the keyring: {e}"),
     }
     agent_get(host).map(|secret| (username, secret, LoginStore::AgentMemory))
@@ -146,11 +191,24 @@ pub fn describe_logins(logins: &[(String, String, Option<LoginStore>)]) -> Vec<S
 
 /// Keeps a login for `host`: in the keyring, else in the agent's memory (started if needed).
 pub fn save(host: &str, username: &str, secret: &Secret) -> Result<LoginStore, String> {
-    let kept = match entry(host)
-        .and_then(|e| e.set_password(secret.expose()).map_err(|e| e.to_string()))
-    {
-        Ok(()) => LoginStore::KernelKeyring,
-        Err(keyring) => {
+    let mut errors = Vec::new();
+    let mut kept = None;
+    for (store, open) in keyrings() {
+        match open(host).and_then(|e| e.set_password(secret.expose()).map_err(|e| e.to_string())) {
+            Ok(()) => {
+                kept = Some(store);
+                break;
+            }
+            Err(e) => {
+                tracing::debug!(registry = host, ?store, "cannot keep the login there: {e}");
+                errors.push(e);
+            }
+        }
+    }
+    let kept = match kept {
+        Some(store) => store,
+        None => {
+            let keyring = errors.join("; ");
             tracing::debug!(
                 registry = host,
                 "keyring unusable ({keyring}); keeping the login in the agent"
@@ -181,8 +239,10 @@ pub fn save(host: &str, username: &str, secret: &Secret) -> Result<LoginStore, S
 pub fn remove(host: &str) -> bool {
     let mut index = list();
     let had = index.remove(host).is_some();
-    if let Ok(e) = entry(host) {
-        let _ = e.delete_credential();
+    for (_, open) in keyrings() {
+        if let Ok(e) = open(host) {
+            let _ = e.delete_credential();
+        }
     }
     let _ = crate::docker::call_agent(
         || Request::EraseLogin {
