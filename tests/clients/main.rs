@@ -9,5 +9,7 @@
 
 mod docker_cli;
 mod dockerpy;
+mod export;
 mod skopeo;
+mod statics;
 mod util;

@@ -197,6 +197,74 @@ fn a_stale_login_in_the_runtime_auth_file_is_found() {
 }
 
 #[test]
+fn docker_auth_config_with_a_login_for_a_configured_registry_is_noted() {
+    let s = Setup::new();
+    healthy(&s);
+    let secret = "c2VjcmV0LXZhbHVlLW5ldmVyLXNob3du";
+    let value = serde_json::json!({
+        "auths": {"https://MyReg.azurecr.io": {"auth": secret}, "ghcr.io": {"auth": "eA=="}}
+    })
+    .to_string();
+    let p = path(&s);
+    for args in [&["doctor", "myreg.azurecr.io"][..], &["doctor"][..]] {
+        let out = s.run(
+            args,
+            "",
+            &[("PATH", p.as_str()), ("DOCKER_AUTH_CONFIG", value.as_str())],
+            true,
+        );
+        let text = stdout(&out);
+        let lines: Vec<String> = text.lines().map(str::to_string).collect();
+        expect_line(
+            &lines,
+            "warn",
+            "shadowed",
+            &[
+                "DOCKER_AUTH_CONFIG holds a login for myreg.azurecr.io",
+                "sync",
+            ],
+        );
+        assert!(
+            !text.contains("ghcr.io"),
+            "only configured registries: {text}"
+        );
+        assert!(!text.contains(secret), "never the value: {text}");
+    }
+    // Without an entry for the registry, nothing is said.
+    let other = r#"{"auths":{"ghcr.io":{"auth":"eA=="}}}"#;
+    let out = s.run(
+        &["doctor", "myreg.azurecr.io"],
+        "",
+        &[("PATH", p.as_str()), ("DOCKER_AUTH_CONFIG", other)],
+        true,
+    );
+    assert!(
+        !stdout(&out).contains("DOCKER_AUTH_CONFIG"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn a_data_endpoint_is_named_as_such_with_no_traffic() {
+    let s = Setup::new();
+    healthy(&s);
+    let (out, lines) = doctor(&s, &["myreg.westeurope.data.azurecr.io"], true);
+    assert_eq!(out.status.code(), Some(1));
+    expect_line(
+        &lines,
+        "FAIL",
+        "registry",
+        &["dedicated data endpoint", "login server"],
+    );
+    assert_eq!(
+        total_requests(&s.fake),
+        0,
+        "doctor sent nothing to a data endpoint"
+    );
+}
+
+#[test]
 fn a_bad_config_file_names_line_and_key() {
     let s = Setup::new();
     healthy(&s);

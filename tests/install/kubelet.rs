@@ -234,6 +234,10 @@ fn match_images_cover_every_acr_name_and_nothing_else() {
         "myreg.chinaeast2.data.azurecr.cn/x",
         "myreg.azurecr.us/team/app",
         "myreg.usgovvirginia.data.azurecr.us/x",
+        "myreg.azurecr.sovcloud-azure.fr/team/app",
+        "myreg.francecentral.geo.azurecr.sovcloud-azure.fr/x",
+        "registry123.azurecr.sovcloud-azure.de/x",
+        "registry123.deloscloudgermanycentral.geo.azurecr.sovcloud-azure.de/x",
     ] {
         assert!(matched(image), "{image} must match {images:?}");
     }

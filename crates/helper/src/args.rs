@@ -60,10 +60,14 @@ pub enum Command {
     },
     /// `doctor [--acquire] [REGISTRY]`: check the setup, one finding per line.
     Doctor(crate::doctor::Options),
+    /// `export [--min-ttl D] [--format F] [--namespace NS] [--name N] REGISTRY...`.
+    Export(crate::export::Options),
+    /// `sync --file PATH [--min-ttl D] REGISTRY...`.
+    Sync(crate::sync::Options),
 }
 
 /// One-line usage, printed for bad arguments.
-pub const USAGE: &str = "Usage: docker-credential-acr <store|get|erase|list|version> | warm [--min-ttl 2h] REGISTRY... | agent <run|status|stop [--forget]> | kubelet [merge-config --into PATH --from FILE --out OUT] | configure [--containers] [--dry-run] REGISTRY... | doctor [--acquire] [REGISTRY]";
+pub const USAGE: &str = "Usage: docker-credential-acr <store|get|erase|list|version> | warm [--min-ttl 2h] REGISTRY... | agent <run|status|stop [--forget]> | kubelet [merge-config --into PATH --from FILE --out OUT] | configure [--containers] [--dry-run] REGISTRY... | doctor [--acquire] [REGISTRY] | export [--min-ttl 2h] [--format docker-config|k8s-secret] [--namespace NS] [--name NAME] REGISTRY... | sync --file PATH [--min-ttl 2h] REGISTRY...";
 
 /// Parses arguments (without the program name).
 pub fn parse(args: &[String]) -> Result<Command, String> {
@@ -87,6 +91,8 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         }
         ["configure", rest @ ..] => parse_configure(rest),
         ["doctor", rest @ ..] => crate::doctor::parse_args(rest).map(Command::Doctor),
+        ["export", rest @ ..] => crate::export::parse_args(rest).map(Command::Export),
+        ["sync", rest @ ..] => crate::sync::parse_args(rest).map(Command::Sync),
         [] => Err(USAGE.to_string()),
         // A known verb with the wrong number of arguments: docker's helpers answer with usage.
         [verb, ..] if ["get", "store", "erase", "list", "version", "kubelet"].contains(verb) => {
@@ -186,7 +192,7 @@ fn parse_agent_run(rest: &[&str]) -> Result<AgentRunOpts, String> {
 }
 
 /// Shortens and sanitises user text for echoing in an error.
-fn printable(s: &str) -> String {
+pub(crate) fn printable(s: &str) -> String {
     s.chars()
         .take(64)
         .map(|c| if c.is_control() { '?' } else { c })
@@ -224,6 +230,49 @@ mod tests {
             Ok(Command::AgentStop { forget: true })
         );
         assert!(p(&["agent", "stop", "--frob"]).is_err());
+        match p(&[
+            "export",
+            "--format",
+            "k8s-secret",
+            "--namespace=team",
+            "--name",
+            "pull",
+            "--min-ttl",
+            "1h",
+            "r.azurecr.io",
+        ]) {
+            Ok(Command::Export(o)) => {
+                assert_eq!(o.format, crate::export::Format::K8sSecret);
+                assert_eq!(o.namespace.as_deref(), Some("team"));
+                assert_eq!(o.name.as_deref(), Some("pull"));
+                assert_eq!(o.min_ttl, Some(3600));
+                assert_eq!(o.registries, vec!["r.azurecr.io".to_string()]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(p(&["export"]).is_err());
+        assert!(p(&["export", "--format", "yaml", "r"]).is_err());
+        assert!(p(&["export", "--name"]).is_err());
+        assert!(p(&["export", "--name", "Bad Name", "r"]).is_err());
+        assert!(p(&["export", "--namespace", "-x", "r"]).is_err());
+        match p(&[
+            "sync",
+            "--file",
+            "/x/auth.json",
+            "r.azurecr.io",
+            "s.azurecr.io",
+        ]) {
+            Ok(Command::Sync(o)) => {
+                assert_eq!(
+                    o.file.as_deref(),
+                    Some(std::path::Path::new("/x/auth.json"))
+                );
+                assert_eq!(o.registries.len(), 2);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(p(&["sync", "r.azurecr.io"]).is_err());
+        assert!(p(&["sync", "--file", "f"]).is_err());
         assert!(p(&["warm", "--min-ttl", "2x", "r"]).is_err());
         assert_eq!(
             p(&["agent", "run", "--ready-fd", "3"]),

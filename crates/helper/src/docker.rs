@@ -93,6 +93,7 @@ pub fn get() -> u8 {
         Some((username, secret)) => Obtained::Credential {
             username,
             secret,
+            expires_at: None,
             warning: None,
         },
         None => obtain(&host, &config),
@@ -102,6 +103,7 @@ pub fn get() -> u8 {
             username,
             secret,
             warning,
+            ..
         } => {
             if let Some(w) = warning {
                 stderr_line(&w);
@@ -132,6 +134,8 @@ pub enum Obtained {
         username: String,
         /// Token.
         secret: Secret,
+        /// Unix seconds when the token expires (`None`: a static login, no known expiry).
+        expires_at: Option<u64>,
         /// Notice for stderr.
         warning: Option<String>,
     },
@@ -171,12 +175,13 @@ pub fn obtain_with_ttl(
             Ok(Response::Credential {
                 username,
                 secret,
+                expires_at,
                 warning,
-                ..
             }) => {
                 return Obtained::Credential {
                     username,
                     secret,
+                    expires_at: Some(expires_at),
                     warning,
                 }
             }
@@ -189,6 +194,7 @@ pub fn obtain_with_ttl(
     match inproc::acquire(host, config) {
         Ok(Some((plan, token))) => Obtained::Credential {
             username: username_for(plan.form).to_string(),
+            expires_at: Some(token.expires_at),
             secret: token.refresh_token,
             warning: None,
         },
@@ -210,13 +216,21 @@ fn via_agent(
     config: &Config,
     min_ttl_secs: Option<u64>,
 ) -> Result<Response, String> {
+    call_agent(
+        || Request::Get {
+            registry: host.to_string(),
+            env: request_env(config),
+            min_ttl_secs,
+        },
+        true,
+    )
+}
+
+/// Sends one request to the agent, replacing one that speaks another protocol version and, when
+/// `start`, starting it if none runs (`Err` when none runs and `start` is false).
+pub fn call_agent(request: impl Fn() -> Request, start: bool) -> Result<Response, String> {
     let socket = acr_proto::paths::socket_path()
         .ok_or("no home directory, so no private place for the agent's socket")?;
-    let request = || Request::Get {
-        registry: host.to_string(),
-        env: request_env(config),
-        min_ttl_secs,
-    };
     match client::call(&socket, request(), AGENT_ANSWER_TIMEOUT) {
         Ok(r) => return Ok(r),
         Err(ClientError::Failed(e)) => return Err(e),
@@ -227,6 +241,9 @@ fn via_agent(
             client::stop(&socket, Duration::from_secs(3));
         }
         Err(ClientError::NotRunning) => {}
+    }
+    if !start {
+        return Err("the agent is not running".into());
     }
     spawn::spawn_agent(&socket)?;
     client::call(&socket, request(), AGENT_ANSWER_TIMEOUT).map_err(|e| format!("{e:?}"))
@@ -259,7 +276,11 @@ pub fn store() -> u8 {
             0
         }
         Ok(Target::Ours { host, .. }) => match crate::statics::save(&host.to_string(), &creds.username, &creds.secret) {
-            Ok(()) => 0,
+            Ok(crate::statics::LoginStore::AgentMemory) => {
+                stderr_line(&format!("no keyring is usable here (no Secret Service, kernel keyring calls refused): the login for {host} is kept in the agent's memory until it exits"));
+                0
+            }
+            Ok(_) => 0,
             Err(e) => fail(&e),
         },
         Ok(Target::NotOurs) => fail(&format!(

@@ -17,7 +17,7 @@ use crate::output::stdout_line;
 use crate::warm::human;
 use acr_proto::config::{Config, IdentityKind};
 use acr_proto::env::IdentityEnv;
-use acr_proto::host::{builtin_cloud, pattern_matches, Cloud, RegistryHost};
+use acr_proto::host::{builtin_cloud, is_data_endpoint, pattern_matches, Cloud, RegistryHost};
 use acr_proto::ipc::{Request, Response, StatusEntry, PROTOCOL_VERSION};
 use acr_token::plan::{AssertionSource, MiEndpoint, Source};
 use acr_token::{Engine, Plan, SystemClock};
@@ -124,6 +124,17 @@ pub fn run(opts: Options) -> u8 {
     files::containers_auth(&mut r, &hosts, target.is_some());
     for w in crate::configure::shadow_warnings(&hosts) {
         r.warn("shadowed", &w, None);
+    }
+    files::docker_auth_config(&mut r, &hosts);
+    let logins = crate::statics::where_kept();
+    for (line, (_, _, store)) in crate::statics::describe_logins(&logins)
+        .into_iter()
+        .zip(&logins)
+    {
+        match store {
+            Some(_) => r.ok("logins", &line),
+            None => r.warn("logins", &line, None),
+        }
     }
     let status = agent(&mut r);
     let engine = Engine::new(Arc::new(SystemClock));
@@ -316,6 +327,14 @@ fn agent(r: &mut Report) -> Option<AgentStatus> {
 
 /// Whether the registry is one `get` serves; says why.
 fn recognised(r: &mut Report, host: &RegistryHost, config: &Config) -> bool {
+    if is_data_endpoint(host) {
+        r.fail(
+            "registry",
+            &format!("{host} is an ACR dedicated data endpoint (layer downloads only), not a login server, so get answers \"credentials not found\""),
+            Some("use the registry's login server (<name>.azurecr.io or <name>.<region>.geo.azurecr.io)"),
+        );
+        return false;
+    }
     if let Some(cloud) = builtin_cloud(host) {
         r.ok(
             "registry",
@@ -351,18 +370,14 @@ fn recognised(r: &mut Report, host: &RegistryHost, config: &Config) -> bool {
         .unwrap_or_else(|| "~/.config/docker-credential-acr/config.toml".into());
     r.fail(
         "registry",
-        &format!("{host} is not an ACR login server (*.azurecr.io, *.azurecr.cn, *.azurecr.us) and no config entry matches it, so get answers \"credentials not found\""),
+        &format!("{host} is not an ACR login server (*.azurecr.io, *.azurecr.cn, *.azurecr.us, *.azurecr.sovcloud-azure.fr/.de) and no config entry matches it, so get answers \"credentials not found\""),
         Some(&format!("if it is an ACR, add [[registry]] match = \"{host}\" to {file}")),
     );
     false
 }
 
 fn cloud_name(cloud: Cloud) -> &'static str {
-    match cloud {
-        Cloud::Public => "public",
-        Cloud::China => "China",
-        Cloud::Usgov => "US Government",
-    }
+    cloud.display_name()
 }
 
 /// Which identity would be used, and what selected it. Names variables, never their values.

@@ -7,11 +7,13 @@
 
 mod agent_cmd;
 mod args;
+mod authfile;
 mod client;
 mod config_write;
 mod configure;
 mod docker;
 mod doctor;
+mod export;
 mod inproc;
 pub mod kubelet;
 mod kubelet_config;
@@ -19,6 +21,7 @@ mod logging;
 mod output;
 mod spawn;
 mod statics;
+mod sync;
 mod warm;
 
 /// Name used in messages and `version`.
@@ -74,5 +77,7 @@ fn dispatch(cmd: args::Command) -> u8 {
             dry_run,
         } => configure::run(&registries, containers, dry_run),
         Doctor(opts) => doctor::run(opts),
+        Export(opts) => export::run(opts),
+        Sync(opts) => sync::run(opts),
     }
 }

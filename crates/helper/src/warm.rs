@@ -1,10 +1,15 @@
 //! `warm [--min-ttl 2h] REGISTRY...`: before a long job, make sure each registry's token will
 //! outlive it, renewing now if needed; fail clearly when the registry's tokens cannot live that long.
+//!
+//! [`acquire`] is the one acquisition `warm`, `export` and `sync` share: the credential `get`
+//! would answer (a static login, else the agent's token, else the in-process engine), checked
+//! against `--min-ttl`.
 
 use crate::docker::{obtain_with_ttl, Obtained};
 use crate::output::{stderr_line, stdout_line};
 use acr_proto::config::Config;
 use acr_proto::host::RegistryHost;
+use acr_proto::Secret;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Runs `warm`; exit 1 if any registry failed.
@@ -18,8 +23,14 @@ pub fn run(min_ttl: Option<u64>, registries: &[String]) -> u8 {
     };
     let mut failed = false;
     for raw in registries {
-        match warm_one(raw, min_ttl, &config) {
-            Ok(line) => stdout_line(&line),
+        match acquire(raw, min_ttl, &config) {
+            Ok(fresh) => stdout_line(&match fresh.expires_at {
+                Some(_) => format!("{}: token valid for {}", fresh.host, human(fresh.left())),
+                None => format!(
+                    "{}: static login (stored by docker login; no expiry)",
+                    fresh.host
+                ),
+            }),
             Err(e) => {
                 stderr_line(&e);
                 failed = true;
@@ -29,38 +40,90 @@ pub fn run(min_ttl: Option<u64>, registries: &[String]) -> u8 {
     u8::from(failed)
 }
 
-fn warm_one(raw: &str, min_ttl: Option<u64>, config: &Config) -> Result<String, String> {
-    let host = RegistryHost::parse(raw).map_err(|e| format!("{raw}: {e}"))?;
-    if !config.recognises(&host) {
-        return Err(format!("{host}: not an Azure Container Registry login server (add it to the config with [[registry]] match = \"{host}\" if it is one)"));
+/// A credential for one registry, as `get` would answer it.
+pub struct Fresh {
+    /// The registry, canonical.
+    pub host: RegistryHost,
+    /// Null GUID, `<token>`, or a static login's user name.
+    pub username: String,
+    /// The ACR refresh token or static password.
+    pub secret: Secret,
+    /// Unix seconds when it expires; `None` for a static login (no known expiry).
+    pub expires_at: Option<u64>,
+}
+
+impl Fresh {
+    /// Seconds of life left now (`u64::MAX` for a static login).
+    pub fn left(&self) -> u64 {
+        self.expires_at
+            .map_or(u64::MAX, |e| e.saturating_sub(now()))
     }
-    let secret = match obtain_with_ttl(&host, config, min_ttl) {
-        Obtained::Credential {
-            secret, warning, ..
-        } => {
-            if let Some(w) = warning {
-                stderr_line(&w);
-            }
-            secret
-        }
-        Obtained::NotFound => return Err(format!("{host}: not a registry this helper serves")),
-        Obtained::Error(e) => return Err(e),
-    };
-    let now = SystemTime::now()
+}
+
+/// Unix seconds now.
+pub fn now() -> u64 {
+    SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let left = acr_token::policy::token_from(secret, now).remaining(now);
+        .unwrap_or(0)
+}
+
+/// Recognises `raw` without I/O (a host we do not serve is an error, with no traffic), then gets
+/// the credential `get` would answer, renewed so it has `min_ttl` left when given. A registry
+/// whose tokens cannot live that long is an error saying so.
+pub fn acquire(raw: &str, min_ttl: Option<u64>, config: &Config) -> Result<Fresh, String> {
+    let fresh = fetch(raw, min_ttl, config)?;
     if let Some(want) = min_ttl {
+        let left = fresh.left();
         if left < want {
             return Err(format!(
-                "{host}: its tokens live only {} but --min-ttl asks for {}; the registry cannot issue longer-lived tokens, so split the job or lower --min-ttl",
+                "{}: its tokens live only {} but --min-ttl asks for {}; the registry cannot issue longer-lived tokens, so split the job or lower --min-ttl",
+                fresh.host,
                 human(left),
                 human(want)
             ));
         }
     }
-    Ok(format!("{host}: token valid for {}", human(left)))
+    Ok(fresh)
+}
+
+/// As [`acquire`], asking for `min_ttl` (which the agent caps at 5/6 of a token's lifetime)
+/// without failing when the registry's tokens are shorter-lived: `sync` renews them instead.
+pub fn fetch(raw: &str, min_ttl: Option<u64>, config: &Config) -> Result<Fresh, String> {
+    let host =
+        RegistryHost::parse(raw).map_err(|e| format!("{}: {e}", crate::output::clean(raw)))?;
+    if !config.recognises(&host) {
+        return Err(format!("{host}: not an Azure Container Registry login server (add it to the config with [[registry]] match = \"{host}\" if it is one)"));
+    }
+    if let Some((username, secret)) = crate::statics::lookup(&host.to_string()) {
+        return Ok(Fresh {
+            host,
+            username,
+            secret,
+            expires_at: None,
+        });
+    }
+    let (username, secret, expires_at) = match obtain_with_ttl(&host, config, min_ttl) {
+        Obtained::Credential {
+            username,
+            secret,
+            expires_at,
+            warning,
+        } => {
+            if let Some(w) = warning {
+                stderr_line(&w);
+            }
+            (username, secret, expires_at)
+        }
+        Obtained::NotFound => return Err(format!("{host}: not a registry this helper serves")),
+        Obtained::Error(e) => return Err(e),
+    };
+    Ok(Fresh {
+        host,
+        username,
+        secret,
+        expires_at,
+    })
 }
 
 /// `2h05m`, `40s`.

@@ -5,7 +5,7 @@
 //! `/etc/docker-credential-acr/config.toml` (nodes). A missing file means "all defaults"; a bad
 //! file is one error naming the file, line and key.
 
-use crate::host::{builtin_cloud, pattern_matches, Cloud, RegistryHost};
+use crate::host::{builtin_cloud, is_data_endpoint, pattern_matches, Cloud, RegistryHost};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -233,8 +233,9 @@ impl Config {
     }
 
     /// Whether this host is one we serve: a built-in ACR login server or a configured pattern.
+    /// An ACR data endpoint never is, even under a `*.azurecr.io` pattern: it serves blobs only.
     pub fn recognises(&self, host: &RegistryHost) -> bool {
-        builtin_cloud(host).is_some() || self.entry_for(host).is_some()
+        !is_data_endpoint(host) && (builtin_cloud(host).is_some() || self.entry_for(host).is_some())
     }
 
     fn entry_for(&self, host: &RegistryHost) -> Option<&Settings> {
@@ -247,6 +248,9 @@ impl Config {
 
     /// Settings for a recognised host, or `None` when the host is not ours.
     pub fn resolve(&self, host: &RegistryHost) -> Option<Resolved> {
+        if is_data_endpoint(host) {
+            return None;
+        }
         let entry = self.entry_for(host);
         let builtin = builtin_cloud(host);
         if entry.is_none() && builtin.is_none() {
@@ -345,6 +349,57 @@ mod tests {
             .resolve(&RegistryHost::parse("x.azurecr.cn").unwrap())
             .unwrap();
         assert_eq!(acr.cloud, Cloud::China);
+    }
+
+    #[test]
+    fn data_endpoints_are_never_served_and_sovereign_clouds_follow_their_suffix() {
+        let c = Config::parse("[[registry]]\nmatch = \"*.azurecr.io\"\ntenant = \"t1\"\n").unwrap();
+        for data in [
+            "myreg.eastus.data.azurecr.io",
+            "myreg.chinaeast2.data.azurecr.cn",
+            "myreg.francecentral.data.azurecr.sovcloud-azure.fr",
+        ] {
+            let h = RegistryHost::parse(data).unwrap();
+            assert!(!c.recognises(&h), "{data}");
+            assert!(c.resolve(&h).is_none(), "{data}");
+        }
+        let geo = RegistryHost::parse("myreg.eastus.geo.azurecr.io").unwrap();
+        assert_eq!(
+            c.resolve(&geo).unwrap().settings.tenant.as_deref(),
+            Some("t1")
+        );
+        for (host, cloud) in [
+            ("myreg.azurecr.sovcloud-azure.fr", Cloud::Bleu),
+            ("myreg.azurecr.sovcloud-azure.de", Cloud::Delos),
+        ] {
+            let r = c.resolve(&RegistryHost::parse(host).unwrap()).unwrap();
+            assert_eq!(r.cloud, cloud, "{host}");
+        }
+    }
+
+    /// Connected registries are reached at an IP and port on the local network
+    /// (`az acr connected-registry` login servers such as `192.168.0.100:8080`); a config entry
+    /// makes them ours so `docker login` can keep a static login for them.
+    #[test]
+    fn connected_registry_hosts_by_ip_and_port() {
+        let c = Config::parse(
+            "[[registry]]\nmatch = \"192.168.0.100:8080\"\n[[registry]]\nmatch = \"[fd00::5]:5000\"\n[[registry]]\nmatch = \"edge.corp.example:8443\"\n",
+        )
+        .unwrap();
+        for ours in [
+            "192.168.0.100:8080",
+            "http://192.168.0.100:8080/v2/",
+            "[fd00::5]:5000",
+            "edge.corp.example:8443",
+        ] {
+            assert!(c.recognises(&RegistryHost::parse(ours).unwrap()), "{ours}");
+        }
+        for other in ["192.168.0.100", "192.168.0.100:8081", "192.168.0.101:8080"] {
+            assert!(
+                !c.recognises(&RegistryHost::parse(other).unwrap()),
+                "{other}"
+            );
+        }
     }
 
     #[test]

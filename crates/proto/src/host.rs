@@ -160,6 +160,17 @@ fn is_ip_literal(host: &str) -> bool {
 }
 
 /// The Azure cloud a registry belongs to; it decides the Entra authority host.
+///
+/// Sources for the suffixes and authority hosts (one table, [`ACR_SUFFIXES`], holds them):
+/// - Azure CLI `src/azure-cli-core/azure/cli/core/cloud.py` (`acr_login_server_endpoint`:
+///   `.azurecr.io`, `.azurecr.cn`, `.azurecr.us`; `active_directory` authority per cloud).
+/// - Azure CLI `src/azure-cli/azure/cli/command_modules/acr/tests/latest/test_regional_endpoint_utils.py`
+///   (sovereign login-server suffixes `.azurecr.sovcloud-azure.de` and `.azurecr.sovcloud-azure.fr`,
+///   with regional endpoints `<name>.<region>.geo.azurecr.sovcloud-azure.de`).
+/// - Azure.Identity `AzureAuthorityHosts.AzureBleuCloud` (learn.microsoft.com/dotnet/api/
+///   azure.identity.azureauthorityhosts.azurebleucloud) and MSAL's known-authority list
+///   (`login.sovcloud-identity.fr`, `login.sovcloud-identity.de`); `Add-AzEnvironment -Name Bleu
+///   -ServiceManagementUrl https://management.core.sovcloud-api.fr/` for the ARM audience.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Cloud {
@@ -169,6 +180,12 @@ pub enum Cloud {
     China,
     /// Azure US Government (`.azurecr.us`, `login.microsoftonline.us`).
     Usgov,
+    /// Bleu, the French national partner cloud (`.azurecr.sovcloud-azure.fr`,
+    /// `login.sovcloud-identity.fr`).
+    Bleu,
+    /// Delos, the German national partner cloud (`.azurecr.sovcloud-azure.de`,
+    /// `login.sovcloud-identity.de`).
+    Delos,
 }
 
 impl Cloud {
@@ -178,6 +195,8 @@ impl Cloud {
             Cloud::Public => "https://login.microsoftonline.com",
             Cloud::China => "https://login.chinacloudapi.cn",
             Cloud::Usgov => "https://login.microsoftonline.us",
+            Cloud::Bleu => "https://login.sovcloud-identity.fr",
+            Cloud::Delos => "https://login.sovcloud-identity.de",
         }
     }
 
@@ -187,27 +206,76 @@ impl Cloud {
             Cloud::Public => "https://management.core.windows.net/",
             Cloud::China => "https://management.core.chinacloudapi.cn/",
             Cloud::Usgov => "https://management.core.usgovcloudapi.net/",
+            Cloud::Bleu => "https://management.core.sovcloud-api.fr/",
+            Cloud::Delos => "https://management.core.sovcloud-api.de/",
+        }
+    }
+
+    /// A name for messages (`doctor`).
+    pub fn display_name(self) -> &'static str {
+        match self {
+            Cloud::Public => "public",
+            Cloud::China => "China",
+            Cloud::Usgov => "US Government",
+            Cloud::Bleu => "Bleu (France)",
+            Cloud::Delos => "Delos (Germany)",
         }
     }
 }
 
-/// Built-in ACR login-server suffixes and their clouds (protocol.md §1.11).
+/// Built-in ACR login-server suffixes and their clouds (protocol.md §1.11; sources on [`Cloud`]).
 pub const ACR_SUFFIXES: &[(&str, Cloud)] = &[
     (".azurecr.io", Cloud::Public),
     (".azurecr.cn", Cloud::China),
     (".azurecr.us", Cloud::Usgov),
+    (".azurecr.sovcloud-azure.fr", Cloud::Bleu),
+    (".azurecr.sovcloud-azure.de", Cloud::Delos),
 ];
 
-/// The cloud of a built-in ACR login server (`<name>.azurecr.io`, geo-replica and
-/// domain-name-label forms included), or `None` for any other host.
-pub fn builtin_cloud(host: &RegistryHost) -> Option<Cloud> {
+/// What an ACR host under a built-in suffix is, from Microsoft's endpoint reference
+/// (learn.microsoft.com/azure/container-registry/container-registry-endpoint-reference):
+/// global `<name><suffix>`, regional `<name>.<region>.geo<suffix>`, dedicated data endpoint
+/// `<name>.<region>.data<suffix>` (layer downloads only, reached by 307 redirect; it never
+/// serves a login, so it must get not-found with no traffic).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcrEndpoint {
+    /// A login server (global, regional `.geo.`, or domain-name-label form) of this cloud.
+    LoginServer(Cloud),
+    /// A dedicated data endpoint of this cloud: blobs only, never credentials.
+    Data(Cloud),
+}
+
+/// Classifies a host under a built-in ACR suffix; `None` for any other host.
+pub fn classify(host: &RegistryHost) -> Option<AcrEndpoint> {
     if host.is_ip() {
         return None;
     }
     ACR_SUFFIXES.iter().find_map(|(suffix, cloud)| {
         let prefix = host.name().strip_suffix(suffix)?;
-        (!prefix.is_empty()).then_some(*cloud)
+        if prefix.is_empty() {
+            return None;
+        }
+        Some(if prefix.ends_with(".data") {
+            AcrEndpoint::Data(*cloud)
+        } else {
+            AcrEndpoint::LoginServer(*cloud)
+        })
     })
+}
+
+/// Whether `host` is an ACR dedicated data endpoint (`*.<region>.data.azurecr.io` and the same
+/// in every cloud): never a login server, whatever the config says.
+pub fn is_data_endpoint(host: &RegistryHost) -> bool {
+    matches!(classify(host), Some(AcrEndpoint::Data(_)))
+}
+
+/// The cloud of a built-in ACR login server (`<name>.azurecr.io`, regional and
+/// domain-name-label forms included), or `None` for any other host, data endpoints included.
+pub fn builtin_cloud(host: &RegistryHost) -> Option<Cloud> {
+    match classify(host)? {
+        AcrEndpoint::LoginServer(cloud) => Some(cloud),
+        AcrEndpoint::Data(_) => None,
+    }
 }
 
 /// Whether `host` matches a user pattern: `host`, `host:port`, or `*.suffix` (one or more labels).
@@ -294,7 +362,7 @@ mod tests {
             ("myreg.azurecr.io", Some(Cloud::Public)),
             ("my-reg-abc123hash.azurecr.io", Some(Cloud::Public)),
             ("myreg.westeurope.geo.azurecr.io", Some(Cloud::Public)),
-            ("myreg.westeurope.data.azurecr.io", Some(Cloud::Public)),
+            ("myreg.westeurope.data.azurecr.io", None),
             ("myreg.azurecr.cn", Some(Cloud::China)),
             ("myreg.azurecr.us", Some(Cloud::Usgov)),
             ("azurecr.io", None),
@@ -307,10 +375,81 @@ mod tests {
             ("127.0.0.1", None),
             ("[::1]", None),
             ("myreg.azurecr.de", None),
+            ("myreg.azurecr.sovcloud-azure.fr", Some(Cloud::Bleu)),
+            ("myreg.azurecr.sovcloud-azure.de", Some(Cloud::Delos)),
+            ("azurecr.sovcloud-azure.de", None),
+            ("myreg.sovcloud-azure.de", None),
         ];
         for (host, want) in cases {
             let parsed = RegistryHost::parse(host).unwrap();
             assert_eq!(builtin_cloud(&parsed), want, "host {host}");
+        }
+    }
+
+    /// Rows from Microsoft's endpoint reference (global, regional `.geo.`, dedicated data
+    /// `.data.` in the public and China clouds) and Azure CLI's regional-endpoint tests
+    /// (`test_regional_endpoint_utils.py`: the sovereign clouds' multi-label suffixes and a
+    /// domain-name-label registry).
+    #[test]
+    fn endpoint_families_from_the_sources() {
+        use AcrEndpoint::{Data, LoginServer};
+        let cases = [
+            // container-registry-endpoint-reference (public and docs.azure.cn pages)
+            ("myregistry.azurecr.io", Some(LoginServer(Cloud::Public))),
+            ("myregistry.eastus.geo.azurecr.io", Some(LoginServer(Cloud::Public))),
+            ("myregistry.eastus.data.azurecr.io", Some(Data(Cloud::Public))),
+            ("contoso.westus.data.azurecr.io", Some(Data(Cloud::Public))),
+            ("myregistry.azurecr.cn", Some(LoginServer(Cloud::China))),
+            ("myregistry.chinaeast2.geo.azurecr.cn", Some(LoginServer(Cloud::China))),
+            ("myregistry.chinaeast2.data.azurecr.cn", Some(Data(Cloud::China))),
+            ("myregistry.usgovvirginia.data.azurecr.us", Some(Data(Cloud::Usgov))),
+            // azure-cli test_regional_endpoint_utils.py
+            ("myregistry.westus.geo.azurecr.io", Some(LoginServer(Cloud::Public))),
+            ("prod-registry.centralus.geo.azurecr.io", Some(LoginServer(Cloud::Public))),
+            ("myregistry-d7ezgzevdwfvc8ht.eastus.geo.azurecr.io", Some(LoginServer(Cloud::Public))),
+            ("registry123.azurecr.sovcloud-azure.de", Some(LoginServer(Cloud::Delos))),
+            (
+                "registry123.deloscloudgermanycentral.geo.azurecr.sovcloud-azure.de",
+                Some(LoginServer(Cloud::Delos)),
+            ),
+            (
+                "myregistry-d7ezgzevdwfvc8ht.deloscloudgermanycentral.geo.azurecr.sovcloud-azure.de",
+                Some(LoginServer(Cloud::Delos)),
+            ),
+            ("myregistry.azurecr.sovcloud-azure.fr", Some(LoginServer(Cloud::Bleu))),
+            (
+                "myregistry.francecentral.geo.azurecr.sovcloud-azure.fr",
+                Some(LoginServer(Cloud::Bleu)),
+            ),
+            (
+                "myregistry.francecentral.data.azurecr.sovcloud-azure.fr",
+                Some(Data(Cloud::Bleu)),
+            ),
+            ("external-registry.com", None),
+            ("10.0.0.5:8080", None),
+        ];
+        for (host, want) in cases {
+            let parsed = RegistryHost::parse(host).unwrap();
+            assert_eq!(classify(&parsed), want, "host {host}");
+            assert_eq!(
+                is_data_endpoint(&parsed),
+                matches!(want, Some(Data(_))),
+                "host {host}"
+            );
+        }
+    }
+
+    #[test]
+    fn authority_hosts_follow_the_cloud() {
+        let cases = [
+            (Cloud::Public, "https://login.microsoftonline.com"),
+            (Cloud::China, "https://login.chinacloudapi.cn"),
+            (Cloud::Usgov, "https://login.microsoftonline.us"),
+            (Cloud::Bleu, "https://login.sovcloud-identity.fr"),
+            (Cloud::Delos, "https://login.sovcloud-identity.de"),
+        ];
+        for (cloud, authority) in cases {
+            assert_eq!(cloud.authority_host(), authority);
         }
     }
 

@@ -13,5 +13,6 @@ pub mod host;
 pub mod ipc;
 pub mod paths;
 pub mod secret;
+pub mod time;
 
 pub use secret::Secret;

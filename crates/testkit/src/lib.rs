@@ -57,6 +57,8 @@ mod process;
 mod proxy;
 mod registry;
 mod route;
+#[cfg(target_os = "linux")]
+pub mod seccomp;
 mod server;
 mod signer;
 mod state;

@@ -261,3 +261,40 @@ pub(super) fn containers_auth(r: &mut Report, hosts: &[RegistryHost], explicit: 
         );
     }
 }
+
+/// Environment variable holding a whole Docker config JSON; Docker CLI ≥ 28 (and GitLab CI) use
+/// its `auths` entries in preference to the config file's credential helpers.
+pub(super) const DOCKER_AUTH_CONFIG: &str = "DOCKER_AUTH_CONFIG";
+
+/// Warns when `DOCKER_AUTH_CONFIG` holds a login for a configured registry: those clients then
+/// never ask the helper, and the login in it expires unnoticed. Never echoes the variable's value.
+pub(super) fn docker_auth_config(r: &mut Report, hosts: &[RegistryHost]) {
+    let Some(text) = std::env::var_os(DOCKER_AUTH_CONFIG).filter(|v| !v.is_empty()) else {
+        return;
+    };
+    let doc = match serde_json::from_str::<Value>(&text.to_string_lossy()) {
+        Ok(Value::Object(m)) => m,
+        _ => {
+            r.warn(
+                "shadowed",
+                &format!("{DOCKER_AUTH_CONFIG} is set but is not a JSON object; Docker CLI ≥ 28 will refuse to run"),
+                Some(&format!("unset {DOCKER_AUTH_CONFIG} or set it to a Docker config JSON")),
+            );
+            return;
+        }
+    };
+    let auths = doc.get("auths").and_then(Value::as_object);
+    for h in hosts {
+        let shadowed = auths.is_some_and(|a| {
+            a.keys()
+                .any(|k| RegistryHost::parse(k).is_ok_and(|k| k == *h))
+        });
+        if shadowed {
+            r.warn(
+                "shadowed",
+                &format!("{DOCKER_AUTH_CONFIG} holds a login for {h}; Docker CLI ≥ 28 and GitLab runners use it instead of the helper, and it expires unnoticed"),
+                Some(&format!("remove {h} from {DOCKER_AUTH_CONFIG}'s auths (or unset it), or keep it fresh with `docker-credential-acr sync`")),
+            );
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! `export [--min-ttl DUR] [--format docker-config|k8s-secret] [--namespace NS] [--name NAME]
+//! REGISTRY...`: for tools that cannot call a credential helper, print the credentials `get`
+//! would answer as a Docker config JSON or a `kubernetes.io/dockerconfigjson` Secret. stdout
+//! holds the document and nothing else; expiry lines go to stderr.
+
+use crate::authfile;
+use crate::output::{stderr_line, stdout_line};
+use crate::warm;
+use acr_proto::config::Config;
+
+/// Output document of `export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// `{"auths":{...}}` (Helm `--registry-config`, kaniko, `DOCKER_AUTH_CONFIG`, regctl).
+    #[default]
+    DockerConfig,
+    /// A Secret manifest for `kubectl apply -f -`.
+    K8sSecret,
+}
+
+/// Parsed `export` options.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Options {
+    /// Required remaining life in seconds.
+    pub min_ttl: Option<u64>,
+    /// Document to print.
+    pub format: Format,
+    /// Secret namespace (k8s-secret only).
+    pub namespace: Option<String>,
+    /// Secret name (k8s-secret only).
+    pub name: Option<String>,
+    /// Registries to include.
+    pub registries: Vec<String>,
+}
+
+/// Secret name when `--name` is not given.
+pub const DEFAULT_SECRET_NAME: &str = "acr-pull";
+
+/// Runs `export`; exit 1 (and nothing on stdout) if any registry fails.
+pub fn run(opts: Options) -> u8 {
+    let config = match Config::load(&|k| std::env::var(k).ok()) {
+        Ok(c) => c,
+        Err(e) => {
+            stderr_line(&e.to_string());
+            return 1;
+        }
+    };
+    // Every registry is recognised before any is acquired: a foreign one means no traffic at all.
+    for raw in &opts.registries {
+        if let Err(e) = recognised(raw, &config) {
+            stderr_line(&e);
+            return 1;
+        }
+    }
+    let mut creds = Vec::new();
+    for raw in &opts.registries {
+        match warm::acquire(raw, opts.min_ttl, &config) {
+            Ok(c) => creds.push(c),
+            Err(e) => {
+                stderr_line(&e);
+                return 1;
+            }
+        }
+    }
+    let doc = match opts.format {
+        Format::DockerConfig => authfile::docker_config(&creds),
+        Format::K8sSecret => authfile::k8s_secret(
+            &creds,
+            opts.name.as_deref().unwrap_or(DEFAULT_SECRET_NAME),
+            opts.namespace.as_deref(),
+        ),
+    };
+    let text = match opts.format {
+        Format::DockerConfig => doc.to_string(),
+        Format::K8sSecret => serde_json::to_string_pretty(&doc).unwrap_or_default(),
+    };
+    stdout_line(&text);
+    for c in &creds {
+        stderr_line(&authfile::expiry_line(c));
+    }
+    0
+}
+
+/// `Ok` when `raw` is a registry we serve; the error says why not. No I/O.
+pub fn recognised(raw: &str, config: &Config) -> Result<(), String> {
+    let host = acr_proto::host::RegistryHost::parse(raw)
+        .map_err(|e| format!("{}: {e}", crate::output::clean(raw)))?;
+    if config.recognises(&host) {
+        Ok(())
+    } else {
+        Err(format!("{host}: not an Azure Container Registry login server (add it to the config with [[registry]] match = \"{host}\" if it is one)"))
+    }
+}
+
+/// A Kubernetes object name (RFC 1123 subdomain: lower-case letters, digits, `-` and `.`, at
+/// most 253 bytes, starting and ending alphanumeric), or a one-line error.
+fn k8s_name(flag: &str, v: String) -> Result<String, String> {
+    let ok = !v.is_empty()
+        && v.len() <= 253
+        && v.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && v.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && v.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if ok {
+        Ok(v)
+    } else {
+        Err(format!(
+            "export: {flag} {} is not a Kubernetes name (lower-case letters, digits, '-' and '.')",
+            crate::args::printable(&v)
+        ))
+    }
+}
+
+/// Parses `export`'s arguments (after the verb).
+pub fn parse_args(rest: &[&str]) -> Result<Options, String> {
+    let mut o = Options::default();
+    let mut it = rest.iter();
+    while let Some(a) = it.next() {
+        let (flag, inline) = match a.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f, Some(v)),
+            _ => (*a, None),
+        };
+        let mut value = |what: &str| -> Result<String, String> {
+            match inline {
+                Some(v) => Ok(v.to_string()),
+                None => it
+                    .next()
+                    .map(|v| v.to_string())
+                    .ok_or_else(|| format!("export: {flag} needs {what}")),
+            }
+        };
+        match flag {
+            "--min-ttl" => {
+                let v = value("a duration such as 2h")?;
+                let d = acr_proto::config::parse_duration(&v).map_err(|e| {
+                    format!("export: --min-ttl {}: {e}", crate::args::printable(&v))
+                })?;
+                o.min_ttl = Some(d.as_secs());
+            }
+            "--format" => {
+                o.format = match value("docker-config or k8s-secret")?.as_str() {
+                    "docker-config" => Format::DockerConfig,
+                    "k8s-secret" => Format::K8sSecret,
+                    other => {
+                        return Err(format!(
+                            "export: --format {} is not docker-config or k8s-secret",
+                            crate::args::printable(other)
+                        ))
+                    }
+                }
+            }
+            "--namespace" => o.namespace = Some(k8s_name(flag, value("a namespace")?)?),
+            "--name" => o.name = Some(k8s_name(flag, value("a Secret name")?)?),
+            f if f.starts_with('-') => {
+                return Err(format!(
+                    "export: unknown option {}",
+                    crate::args::printable(f)
+                ))
+            }
+            _ => o.registries.push(a.to_string()),
+        }
+    }
+    if o.registries.is_empty() {
+        return Err("export: name at least one registry, e.g. docker-credential-acr export myreg.azurecr.io".into());
+    }
+    Ok(o)
+}

@@ -1,0 +1,267 @@
+//! `sync --file PATH [--min-ttl DUR] REGISTRY...`: runs in the foreground (a sidecar, or beside a
+//! long kaniko/Helm job) and keeps a Docker config JSON fresh: rewritten after every renewal, so
+//! the credentials in it never have less than `min_ttl` left (capped, like the agent's, at 5/6 of
+//! a token's lifetime). Acquisition is `get`'s (the agent, which rides through Entra outages on
+//! its cache, else in-process); a failed round keeps the last good file and retries with backoff.
+//! SIGTERM/SIGINT end it with exit 0, never in the middle of a write.
+//!
+//! Where the document goes is a [`Sink`], so other targets (a Kubernetes Secret) can be added
+//! beside the file.
+
+use crate::authfile;
+use crate::output::stderr_line;
+use crate::warm::{self, Fresh};
+use acr_proto::config::Config;
+use acr_token::policy::Policy;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+/// Parsed `sync` options.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Options {
+    /// `--file PATH`: the Docker config JSON to keep fresh.
+    pub file: Option<PathBuf>,
+    /// Minimum remaining life in seconds (default: the agent's `min_ttl`).
+    pub min_ttl: Option<u64>,
+    /// Registries to keep.
+    pub registries: Vec<String>,
+}
+
+/// A place `sync` keeps the credentials.
+pub trait Sink {
+    /// Where, for messages.
+    fn describe(&self) -> String;
+    /// Replaces the credentials there with these.
+    fn write(&self, creds: &[Fresh]) -> Result<(), String>;
+}
+
+/// A Docker config JSON file, mode 0600, replaced atomically.
+pub struct FileSink(pub PathBuf);
+
+impl Sink for FileSink {
+    fn describe(&self) -> String {
+        self.0.display().to_string()
+    }
+
+    fn write(&self, creds: &[Fresh]) -> Result<(), String> {
+        let text = authfile::docker_config(creds).to_string() + "\n";
+        authfile::write_private(&self.0, text.as_bytes())
+            .map_err(|e| format!("cannot write {}: {e}", self.0.display()))
+    }
+}
+
+/// Signal state: idle (a signal may exit at once), writing (exit after the write), or an exit
+/// requested during a write.
+static STATE: AtomicU8 = AtomicU8::new(IDLE);
+const IDLE: u8 = 0;
+const WRITING: u8 = 1;
+const EXIT_AFTER_WRITE: u8 = 2;
+
+extern "C" fn on_signal(_: libc::c_int) {
+    // Only atomics and _exit here: both are async-signal-safe.
+    if STATE
+        .compare_exchange(
+            WRITING,
+            EXIT_AFTER_WRITE,
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        )
+        .is_err()
+    {
+        // SAFETY: _exit is async-signal-safe; no write is in progress, so the sink is whole.
+        unsafe { libc::_exit(0) };
+    }
+}
+
+#[cfg(unix)]
+fn install_signal_handlers() {
+    // SAFETY: installs a handler that only touches an atomic and calls _exit.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
+        sa.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(libc::SIGTERM, &sa, std::ptr::null_mut());
+        libc::sigaction(libc::SIGINT, &sa, std::ptr::null_mut());
+    }
+}
+
+#[cfg(not(unix))]
+fn install_signal_handlers() {}
+
+/// Writes through the sink with signals deferred until the write is whole.
+fn guarded_write(sink: &dyn Sink, creds: &[Fresh]) -> Result<(), String> {
+    STATE.store(WRITING, Ordering::SeqCst);
+    let result = sink.write(creds);
+    if STATE.swap(IDLE, Ordering::SeqCst) == EXIT_AFTER_WRITE {
+        std::process::exit(0);
+    }
+    result
+}
+
+/// Runs `sync` until a signal ends it; exit 1 only for bad arguments, config or registries.
+pub fn run(opts: Options) -> u8 {
+    let config = match Config::load(&|k| std::env::var(k).ok()) {
+        Ok(c) => c,
+        Err(e) => {
+            stderr_line(&e.to_string());
+            return 1;
+        }
+    };
+    for raw in &opts.registries {
+        if let Err(e) = crate::export::recognised(raw, &config) {
+            stderr_line(&e);
+            return 1;
+        }
+    }
+    let Some(file) = opts.file.clone() else {
+        stderr_line("sync: --file PATH is required");
+        return 1;
+    };
+    let min_ttl = opts
+        .min_ttl
+        .unwrap_or_else(|| Policy::from_settings(&config.agent).min_ttl);
+    install_signal_handlers();
+    keep_fresh(&FileSink(file), &opts.registries, min_ttl, &config)
+}
+
+/// The loop: acquire every registry, rewrite the sink when any credential changed, sleep until
+/// the earliest credential reaches its floor, repeat. Never returns except through a signal.
+fn keep_fresh(sink: &dyn Sink, registries: &[String], min_ttl: u64, config: &Config) -> u8 {
+    let mut written: Vec<(String, String)> = Vec::new();
+    let mut attempt = 0u32;
+    loop {
+        let round: Result<Vec<Fresh>, String> = registries
+            .iter()
+            .map(|raw| warm::fetch(raw, Some(min_ttl), config))
+            .collect();
+        let wait = match round {
+            Ok(creds) => {
+                let identity: Vec<(String, String)> = creds
+                    .iter()
+                    .map(|c| (c.host.to_string(), c.secret.expose().to_string()))
+                    .collect();
+                let mut wait = next_check(&creds, min_ttl);
+                if identity != written {
+                    match guarded_write(sink, &creds) {
+                        Ok(()) => {
+                            written = identity;
+                            attempt = 0;
+                            for c in &creds {
+                                stderr_line(&format!(
+                                    "{} updated: {}",
+                                    sink.describe(),
+                                    authfile::expiry_line(c)
+                                ));
+                            }
+                        }
+                        Err(e) => {
+                            stderr_line(&e);
+                            wait = retry_wait(&mut attempt);
+                        }
+                    }
+                } else {
+                    attempt = 0;
+                }
+                wait
+            }
+            Err(e) => {
+                stderr_line(&format!(
+                    "sync: {e}; keeping {} as it is and retrying",
+                    sink.describe()
+                ));
+                retry_wait(&mut attempt)
+            }
+        };
+        std::thread::sleep(wait);
+    }
+}
+
+fn retry_wait(attempt: &mut u32) -> Duration {
+    let d = Policy::backoff(*attempt, None, rand_unit());
+    *attempt = attempt.saturating_add(1);
+    d
+}
+
+/// When to look again: as soon as the earliest credential would have only its floor left
+/// (`min_ttl`, capped at 5/6 of its lifetime, the agent's rule), at least 1 s and at most 10 min
+/// from now. Static logins do not expire; they are re-read every 10 minutes.
+fn next_check(creds: &[Fresh], min_ttl: u64) -> Duration {
+    let now = warm::now();
+    let policy = Policy {
+        min_ttl,
+        ..Policy::default()
+    };
+    let secs = creds
+        .iter()
+        .filter_map(|c| {
+            let exp = c.expires_at?;
+            let token = acr_token::policy::token_from(c.secret.clone(), now);
+            let token = acr_token::AcrToken {
+                expires_at: exp,
+                obtained_at: exp.saturating_sub(token.lifetime()),
+                ..token
+            };
+            Some(
+                exp.saturating_sub(policy.floor(&token, None))
+                    .saturating_sub(now),
+            )
+        })
+        .min()
+        .unwrap_or(600);
+    Duration::from_secs(secs.clamp(1, 600))
+}
+
+/// A number in 0..1 for backoff jitter, from the clock (no RNG dependency needed for this).
+fn rand_unit() -> f64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    f64::from(nanos % 1000) / 1000.0
+}
+
+/// Parses `sync`'s arguments (after the verb).
+pub fn parse_args(rest: &[&str]) -> Result<Options, String> {
+    let mut o = Options::default();
+    let mut it = rest.iter();
+    while let Some(a) = it.next() {
+        let (flag, inline) = match a.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f, Some(v)),
+            _ => (*a, None),
+        };
+        let mut value = |what: &str| -> Result<String, String> {
+            match inline {
+                Some(v) => Ok(v.to_string()),
+                None => it
+                    .next()
+                    .map(|v| v.to_string())
+                    .ok_or_else(|| format!("sync: {flag} needs {what}")),
+            }
+        };
+        match flag {
+            "--file" => o.file = Some(PathBuf::from(value("a path")?)),
+            "--min-ttl" => {
+                let v = value("a duration such as 2h")?;
+                let d = acr_proto::config::parse_duration(&v)
+                    .map_err(|e| format!("sync: --min-ttl {}: {e}", crate::args::printable(&v)))?;
+                o.min_ttl = Some(d.as_secs());
+            }
+            f if f.starts_with('-') => {
+                return Err(format!(
+                    "sync: unknown option {}",
+                    crate::args::printable(f)
+                ))
+            }
+            _ => o.registries.push(a.to_string()),
+        }
+    }
+    if o.file.is_none() {
+        return Err("sync: --file PATH is required, e.g. docker-credential-acr sync --file /shared/auth.json myreg.azurecr.io".into());
+    }
+    if o.registries.is_empty() {
+        return Err("sync: name at least one registry, e.g. docker-credential-acr sync --file /shared/auth.json myreg.azurecr.io".into());
+    }
+    Ok(o)
+}
