@@ -3,7 +3,7 @@
 //! (which by construction contain no token or secret).
 
 use crate::state::Shared;
-use acr_proto::ipc::{Response, StatusEntry};
+use acr_proto::ipc::{Counters, Response, StatusEntry};
 
 /// Identity shown for a token restored from the keyring before any `get` claimed it.
 pub const RESTORED_IDENTITY: &str =
@@ -50,5 +50,13 @@ pub(crate) fn handle(shared: &Shared) -> Response {
         version: env!("CARGO_PKG_VERSION").to_string(),
         uptime_secs: now.saturating_sub(shared.started_at),
         entries,
+        counters: {
+            let (entra_calls, exchanges) = shared.acquirer.calls();
+            Counters {
+                refused_connections: shared.refused.load(std::sync::atomic::Ordering::Relaxed),
+                entra_calls,
+                exchanges,
+            }
+        },
     }
 }

@@ -119,14 +119,15 @@ fn ready_file(_fd: i32) -> Option<std::fs::File> {
 /// `agent status [--json]`.
 pub fn status(json: bool) -> u8 {
     let socket = acr_proto::paths::socket_path();
-    let (pid, version, uptime_secs, entries) =
+    let (pid, version, uptime_secs, entries, counters) =
         match client::call(&socket, Request::Status, Duration::from_secs(5)) {
             Ok(Response::Status {
                 pid,
                 version,
                 uptime_secs,
                 entries,
-            }) => (pid, version, uptime_secs, entries),
+                counters,
+            }) => (pid, version, uptime_secs, entries, counters),
             _ => {
                 stderr_line(&format!(
                     "no agent is running at {} (it starts on the first `get`)",
@@ -136,7 +137,7 @@ pub fn status(json: bool) -> u8 {
             }
         };
     if json {
-        let v = serde_json::json!({ "socket": socket, "pid": pid, "version": version, "uptime_secs": uptime_secs, "entries": entries });
+        let v = serde_json::json!({ "socket": socket, "pid": pid, "version": version, "uptime_secs": uptime_secs, "entries": entries, "counters": counters });
         stdout_line(&v.to_string());
         return 0;
     }
@@ -158,6 +159,10 @@ pub fn status(json: bool) -> u8 {
         "agent pid {pid}, version {version}, up {}, socket {}",
         human(uptime_secs),
         socket.display()
+    ));
+    stdout_line(&format!(
+        "upstream calls: {} Entra, {} exchange; connections refused (at capacity): {}",
+        counters.entra_calls, counters.exchanges, counters.refused_connections
     ));
     for e in entries {
         stdout_line(&format!(

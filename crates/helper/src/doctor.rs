@@ -214,6 +214,7 @@ fn agent(r: &mut Report) -> Option<AgentStatus> {
             version,
             uptime_secs,
             entries,
+            ..
         }) => {
             let mine = env!("CARGO_PKG_VERSION");
             let finding = format!(
