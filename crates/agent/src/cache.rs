@@ -91,6 +91,15 @@ impl Entry {
         self.plan.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// The identity's key (for forgetting its Entra level).
+    pub fn identity_key(&self) -> String {
+        self.plan
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .identity_key
+            .clone()
+    }
+
     /// The key this entry's token is persisted under.
     pub fn persist_key(&self) -> String {
         persist_key(

@@ -14,10 +14,11 @@ use acr_proto::host::{HostError, RegistryHost, MAX_SERVER_URL_LEN};
 use acr_proto::ipc::{Request, Response};
 use acr_proto::Secret;
 use std::io::Read;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// How long `get` waits for the agent's answer (an acquisition is bounded well below this).
-const AGENT_ANSWER_TIMEOUT: Duration = Duration::from_secs(45);
+/// Least time worth starting an in-process acquisition with after the agent failed to answer;
+/// with less left the command reports the agent's failure instead of overrunning its budget.
+const MIN_INPROC_BUDGET: Duration = Duration::from_secs(3);
 
 /// Largest stdin accepted (a `store` payload with a large token is a few KiB).
 const MAX_STDIN: usize = 1 << 20;
@@ -94,6 +95,7 @@ pub fn get() -> u8 {
             username,
             secret,
             warning: None,
+            expires_at: None,
         },
         None => obtain(&host, &config),
     };
@@ -102,6 +104,7 @@ pub fn get() -> u8 {
             username,
             secret,
             warning,
+            ..
         } => {
             if let Some(w) = warning {
                 stderr_line(&w);
@@ -134,6 +137,9 @@ pub enum Obtained {
         secret: Secret,
         /// Notice for stderr.
         warning: Option<String>,
+        /// Unix seconds the token expires, as the agent or engine knows it (None for static
+        /// logins).
+        expires_at: Option<u64>,
     },
     /// Not ours after all (the agent's config view disagreed).
     NotFound,
@@ -160,37 +166,64 @@ pub fn obtain(host: &RegistryHost, config: &Config) -> Obtained {
     obtain_with_ttl(host, config, None)
 }
 
-/// As [`obtain`], requiring `min_ttl_secs` of remaining life when given.
+/// As [`obtain`], requiring `min_ttl_secs` of remaining life when given, within docker's
+/// budget ([`acr_token::retry::DOCKER_BUDGET`]).
 pub fn obtain_with_ttl(
     host: &RegistryHost,
     config: &Config,
     min_ttl_secs: Option<u64>,
 ) -> Obtained {
+    obtain_by(
+        host,
+        config,
+        min_ttl_secs,
+        Instant::now() + acr_token::retry::DOCKER_BUDGET,
+    )
+}
+
+/// The command's one deadline, passed down: the agent is asked to finish inside it, and after
+/// an agent that did not answer, an in-process acquisition runs only in what is left.
+pub fn obtain_by(
+    host: &RegistryHost,
+    config: &Config,
+    min_ttl_secs: Option<u64>,
+    deadline: Instant,
+) -> Obtained {
     if !agent_disabled() {
-        match via_agent(host, config, min_ttl_secs) {
+        match via_agent(host, config, min_ttl_secs, deadline) {
             Ok(Response::Credential {
                 username,
                 secret,
                 warning,
-                ..
+                expires_at,
             }) => {
                 return Obtained::Credential {
                     username,
                     secret,
                     warning,
+                    expires_at: Some(expires_at),
                 }
             }
             Ok(Response::NotFound) => return Obtained::NotFound,
             Ok(Response::Error { message }) => return Obtained::Error(message),
             Ok(other) => tracing::debug!("unexpected agent answer {other:?}; answering in-process"),
-            Err(e) => tracing::debug!("agent unavailable ({e}); answering in-process"),
+            Err(e) => {
+                if deadline.saturating_duration_since(Instant::now()) < MIN_INPROC_BUDGET {
+                    return Obtained::Error(format!(
+                        "{host}: the agent did not answer within the command's time budget ({e}); try again, or set {}=1 to work without it",
+                        crate::NO_AGENT_ENV
+                    ));
+                }
+                tracing::debug!("agent unavailable ({e}); answering in-process")
+            }
         }
     }
-    match inproc::acquire(host, config) {
+    match inproc::acquire(host, config, deadline) {
         Ok(Some((plan, token))) => Obtained::Credential {
             username: username_for(plan.form).to_string(),
             secret: token.refresh_token,
             warning: None,
+            expires_at: Some(token.expires_at),
         },
         Ok(None) => Obtained::NotFound,
         Err(e) => Obtained::Error(e.to_string()),
@@ -209,14 +242,17 @@ fn via_agent(
     host: &RegistryHost,
     config: &Config,
     min_ttl_secs: Option<u64>,
+    deadline: Instant,
 ) -> Result<Response, String> {
     let socket = acr_proto::paths::socket_path();
+    let left = || deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
     let request = || Request::Get {
         registry: host.to_string(),
         env: request_env(config),
         min_ttl_secs,
+        budget_ms: Some(left().as_millis() as u64),
     };
-    match client::call(&socket, request(), AGENT_ANSWER_TIMEOUT) {
+    match client::call(&socket, request(), left()) {
         Ok(r) => return Ok(r),
         Err(ClientError::Failed(e)) => return Err(e),
         Err(ClientError::Mismatch) => {
@@ -226,7 +262,7 @@ fn via_agent(
         Err(ClientError::NotRunning) => {}
     }
     spawn::spawn_agent(&socket)?;
-    client::call(&socket, request(), AGENT_ANSWER_TIMEOUT).map_err(|e| format!("{e:?}"))
+    client::call(&socket, request(), left()).map_err(|e| format!("{e:?}"))
 }
 
 /// `store`: after `docker login`. A static login (admin user, repository-scoped token) for a

@@ -34,27 +34,33 @@ fn warm_one(raw: &str, min_ttl: Option<u64>, config: &Config) -> Result<String, 
     if !config.recognises(&host) {
         return Err(format!("{host}: not an Azure Container Registry login server (add it to the config with [[registry]] match = \"{host}\" if it is one)"));
     }
-    let secret = match obtain_with_ttl(&host, config, min_ttl) {
+    let expires_at = match obtain_with_ttl(&host, config, min_ttl) {
         Obtained::Credential {
-            secret, warning, ..
+            warning,
+            expires_at,
+            ..
         } => {
             if let Some(w) = warning {
                 stderr_line(&w);
             }
-            secret
+            expires_at
         }
         Obtained::NotFound => return Err(format!("{host}: not a registry this helper serves")),
         Obtained::Error(e) => return Err(e),
+    };
+    let Some(expires_at) = expires_at else {
+        return Ok(format!("{host}: a static login (no expiry known)"));
     };
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let left = acr_token::policy::token_from(secret, now).remaining(now);
+    // What is left, from the expiry the agent (or engine) holds: not the token's whole life.
+    let left = expires_at.saturating_sub(now);
     if let Some(want) = min_ttl {
         if left < want {
             return Err(format!(
-                "{host}: its tokens live only {} but --min-ttl asks for {}; the registry cannot issue longer-lived tokens, so split the job or lower --min-ttl",
+                "{host}: its token has only {} left but --min-ttl asks for {}; the registry's tokens live only so long, so split the job or lower --min-ttl",
                 human(left),
                 human(want)
             ));

@@ -37,6 +37,13 @@ pub trait Acquirer: Send + Sync {
     /// Forgets proofs and Entra tokens unused for `idle` seconds at `now`.
     fn evict_idle(&self, _now: u64, _idle: u64) {}
 
+    /// Forgets an identity's Entra tokens and accepted proofs (after `docker logout`, so the
+    /// next `get` starts from scratch).
+    fn forget_identity(&self, _identity_key: &str) {}
+
+    /// Forgets what a registry answered (its `Retry-After`, its challenge), after `docker logout`.
+    fn forget_registry(&self, _registry: &str) {}
+
     /// Upstream calls made so far: (Entra token requests, exchanges).
     fn calls(&self) -> (u64, u64) {
         (0, 0)
@@ -63,6 +70,7 @@ impl Cached {
 /// One (identity, proof) slot of the Entra cache.
 #[derive(Default)]
 struct Slot {
+    identity_key: String,
     flight: tokio::sync::Mutex<()>,
     token: Mutex<Option<Cached>>,
     last_used: AtomicU64,
@@ -72,8 +80,8 @@ struct Slot {
 #[derive(Default)]
 struct EntraCache {
     slots: Mutex<HashMap<String, Arc<Slot>>>,
-    /// Proof keys Entra accepted, with when each was last presented.
-    accepted: Mutex<HashMap<String, u64>>,
+    /// Proof keys Entra accepted: the identity each proves, and when it was last presented.
+    accepted: Mutex<HashMap<String, (String, u64)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -88,7 +96,15 @@ pub struct Engine {
     entra: EntraCache,
     entra_calls: AtomicU64,
     exchanges: AtomicU64,
+    /// Recent challenge answers by registry, so proving and then acquiring ask `/v2/` once.
+    realms: Mutex<HashMap<String, (acr::Realm, u64)>>,
+    /// Upstreams that asked us (`Retry-After`) to stay away until a wall-clock second, with the
+    /// error they answered: nothing is sent to them before then, by any caller.
+    throttled: Mutex<HashMap<String, (u64, TokenError)>>,
 }
+
+/// How long a challenge answer taken while proving waits for the acquisition that follows.
+const REALM_REUSE_SECS: u64 = 10;
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -108,6 +124,8 @@ impl Engine {
             entra: EntraCache::default(),
             entra_calls: AtomicU64::new(0),
             exchanges: AtomicU64::new(0),
+            realms: Mutex::new(HashMap::new()),
+            throttled: Mutex::new(HashMap::new()),
         }
     }
 
@@ -146,7 +164,12 @@ impl Engine {
     pub async fn entra(&self, plan: &Plan, proof: &Proof) -> Result<EntraToken, TokenError> {
         let slot = lock(&self.entra.slots)
             .entry(proof.key.clone())
-            .or_default()
+            .or_insert_with(|| {
+                Arc::new(Slot {
+                    identity_key: plan.identity_key.clone(),
+                    ..Slot::default()
+                })
+            })
             .clone();
         slot.last_used.store(self.clock.now(), Ordering::Relaxed);
         if let Some(t) = Self::cached(&slot, self.clock.now()) {
@@ -157,6 +180,8 @@ impl Engine {
             return Ok(t);
         }
         let clients = self.clients_for(plan)?;
+        let upstream = format!("entra {}", plan.identity_key);
+        self.check_throttle(&upstream)?;
         self.entra_calls.fetch_add(1, Ordering::Relaxed);
         let mut result =
             identity::entra_token(plan, &clients, &plan.source, &proof.material).await;
@@ -166,6 +191,7 @@ impl Engine {
                 result = identity::entra_token(plan, &clients, fallback, &proof.material).await;
             }
         }
+        self.note_throttle(&upstream, &result);
         match &result {
             Ok(t) => {
                 let now = self.clock.now();
@@ -176,7 +202,8 @@ impl Engine {
                     obtained_at: now,
                     expires_at: now + lifetime,
                 });
-                lock(&self.entra.accepted).insert(proof.key.clone(), now);
+                lock(&self.entra.accepted)
+                    .insert(proof.key.clone(), (plan.identity_key.clone(), now));
             }
             Err(e) if !e.is_transient() => {
                 // This proof no longer works: whoever presents it must mint again.
@@ -185,6 +212,76 @@ impl Engine {
             Err(_) => {}
         }
         result
+    }
+
+    /// The registry's validated challenge (its realm must be the registry itself), so an Entra
+    /// token is never requested for a host that is not a registry we may send one to. An
+    /// answer fetched while proving is taken by the acquisition right after it (one `/v2/` per
+    /// cold get); every other acquisition asks afresh.
+    async fn realm(&self, plan: &Plan, clients: &Clients) -> Result<acr::Realm, TokenError> {
+        let host = plan.registry.to_string();
+        let now = self.clock.now();
+        if let Some((realm, at)) = lock(&self.realms).remove(&host) {
+            if now >= at && now - at < REALM_REUSE_SECS {
+                return Ok(realm);
+            }
+        }
+        self.check_throttle(&host)?;
+        let result = acr::challenge(&clients.secure, &plan.registry).await;
+        self.note_throttle(&host, &result);
+        result
+    }
+
+    /// The stored answer while `upstream` asked us to wait; nothing goes upstream meanwhile.
+    fn check_throttle(&self, upstream: &str) -> Result<(), TokenError> {
+        let now = self.clock.now();
+        let mut throttled = lock(&self.throttled);
+        match throttled.get(upstream) {
+            Some((until, err)) if *until > now && now + 3600 > *until => {
+                let left = until - now;
+                let err = match err.clone() {
+                    TokenError::Unavailable { host, message, .. } => TokenError::Unavailable {
+                        host,
+                        message,
+                        retry_after: Some(std::time::Duration::from_secs(left)),
+                    },
+                    TokenError::Entra {
+                        identity,
+                        registry,
+                        message,
+                        transient,
+                        ..
+                    } => TokenError::Entra {
+                        identity,
+                        registry,
+                        message,
+                        transient,
+                        retry_after: Some(std::time::Duration::from_secs(left)),
+                    },
+                    other => other,
+                };
+                Err(err.with_note(&format!("next attempt in {left} s")))
+            }
+            Some(_) => {
+                throttled.remove(upstream);
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Remembers a server's `Retry-After`.
+    fn note_throttle<T>(&self, upstream: &str, result: &Result<T, TokenError>) {
+        if let Err(e) = result {
+            if let Some(wait) = e.retry_after().filter(|_| e.is_transient()) {
+                let until = self.clock.now() + wait.as_secs().max(1);
+                let mut throttled = lock(&self.throttled);
+                if throttled.len() > 1024 {
+                    throttled.clear();
+                }
+                throttled.insert(upstream.to_string(), (until, e.clone()));
+            }
+        }
     }
 
     fn cached(slot: &Slot, now: u64) -> Option<EntraToken> {
@@ -220,10 +317,12 @@ impl Acquirer for Engine {
     async fn acquire(&self, plan: &Plan) -> Result<AcrToken, TokenError> {
         let clients = self.clients_for(plan)?;
         tracing::debug!(registry = %plan.registry, identity = %plan.identity, "acquiring ACR refresh token");
-        let realm = acr::challenge(&clients.secure, &plan.registry).await?;
+        let realm = self.realm(plan, &clients).await?;
         let proof = proof::proof(plan).await?;
         let entra = self.entra(plan, &proof).await?;
         let tenant = plan.exchange_tenant.as_deref().or(entra.tenant.as_deref());
+        let host = plan.registry.to_string();
+        self.check_throttle(&host)?;
         self.exchanges.fetch_add(1, Ordering::Relaxed);
         let refresh = acr::exchange(
             &clients.secure,
@@ -233,7 +332,9 @@ impl Acquirer for Engine {
             tenant,
             &entra.token,
         )
-        .await?;
+        .await;
+        self.note_throttle(&host, &refresh);
+        let refresh = refresh?;
         let now = self.clock.now();
         let token = policy::token_from(refresh, now);
         if token.remaining(now) == 0 {
@@ -249,21 +350,39 @@ impl Acquirer for Engine {
     async fn prove(&self, plan: &Plan) -> Result<String, TokenError> {
         let proof = proof::proof(plan).await?;
         let now = self.clock.now();
-        if let Some(seen) = lock(&self.entra.accepted).get_mut(&proof.key) {
+        if let Some((_, seen)) = lock(&self.entra.accepted).get_mut(&proof.key) {
             *seen = now;
             return Ok(proof.key);
         }
+        let clients = self.clients_for(plan)?;
+        let realm = self.realm(plan, &clients).await?;
         self.entra(plan, &proof).await?;
+        let mut realms = lock(&self.realms);
+        if realms.len() > 256 {
+            realms.clear();
+        }
+        realms.insert(plan.registry.to_string(), (realm, self.clock.now()));
         Ok(proof.key)
     }
 
     fn evict_idle(&self, now: u64, idle: u64) {
-        lock(&self.entra.accepted).retain(|_, seen| now.saturating_sub(*seen) < idle);
+        lock(&self.entra.accepted).retain(|_, (_, seen)| now.saturating_sub(*seen) < idle);
         lock(&self.entra.slots).retain(|_, slot| {
             let used = slot.last_used.load(Ordering::Relaxed);
             now.saturating_sub(used) < idle
                 || lock(&slot.token).as_ref().is_some_and(|c| c.reusable(now))
         });
+    }
+
+    fn forget_registry(&self, registry: &str) {
+        lock(&self.throttled).remove(registry);
+        lock(&self.realms).remove(registry);
+    }
+
+    fn forget_identity(&self, identity_key: &str) {
+        lock(&self.throttled).remove(&format!("entra {identity_key}"));
+        lock(&self.entra.accepted).retain(|_, (id, _)| id != identity_key);
+        lock(&self.entra.slots).retain(|_, slot| slot.identity_key != identity_key);
     }
 
     fn calls(&self) -> (u64, u64) {

@@ -87,20 +87,23 @@ where
     Fut: Future<Output = Result<T, TokenError>>,
 {
     let mut attempts = 0u32;
+    let mut last: Option<TokenError> = None;
     loop {
         attempts += 1;
         let err = match tokio::time::timeout_at(deadline, op()).await {
             Ok(Ok(v)) => return (Ok(v), attempts),
             Ok(Err(e)) => e,
             Err(_) => {
-                return (
-                    Err(TokenError::Unavailable {
+                let note = format!("gave up after {attempts} attempts in the command's time budget");
+                let err = match last {
+                    Some(e) => e.with_note(&note),
+                    None => TokenError::Unavailable {
                         host: what.to_string(),
-                        message: "no answer within the command's time budget; check network access to Entra ID and the registry".into(),
+                        message: "timed out: no answer within the command's time budget; check network access to Entra ID and the registry".into(),
                         retry_after: None,
-                    }),
-                    attempts,
-                )
+                    },
+                };
+                return (Err(err), attempts);
             }
         };
         if !err.is_transient() || attempts >= MAX_ATTEMPTS {
@@ -117,6 +120,7 @@ where
             return (Err(err), attempts);
         }
         tracing::debug!(attempt = attempts, wait_ms = wait.as_millis() as u64, error = %err, "transient failure; retrying");
+        last = Some(err);
         tokio::time::sleep(wait).await;
     }
 }
