@@ -213,6 +213,16 @@ impl Cache {
         (entry, wake)
     }
 
+    /// Whether any restored token waits to be claimed.
+    pub fn has_preloaded(&self) -> bool {
+        !self.preloaded().is_empty()
+    }
+
+    /// Whether a token persisted for this key and proof waits to be claimed.
+    pub fn restorable(&self, key: &str, proof: &str) -> bool {
+        self.preloaded().contains_key(&persist_key(key, proof))
+    }
+
     /// Removes every entry (all identities) and restored token of `registry`; returns their keys.
     pub fn forget(&self, registry: &RegistryHost) -> Vec<String> {
         let mut keys = Vec::new();

@@ -54,12 +54,18 @@ pub(crate) async fn handle(
         Err(e) => return error(e.to_string()),
     };
     let form = plan.form;
-    let (proved, _) = acr_token::retry::with_retries(deadline, &host.to_string(), || {
-        shared.acquirer.prove(&plan)
-    })
-    .await;
-    let proof = match proved {
-        Ok(p) => p,
+    let proof = match restored_proof(shared, &plan).await {
+        Ok(Some(p)) => p,
+        Ok(None) => {
+            let (proved, _) = acr_token::retry::with_retries(deadline, &host.to_string(), || {
+                shared.acquirer.prove(&plan)
+            })
+            .await;
+            match proved {
+                Ok(p) => p,
+                Err(e) => return error(e.to_string()),
+            }
+        }
         Err(e) => return error(e.to_string()),
     };
     let now = shared.clock.now();
@@ -75,6 +81,23 @@ pub(crate) async fn handle(
         return credential(form, token, None);
     }
     renew(shared, &entry, min_ttl, form, deadline).await
+}
+
+/// The caller's proof key when a token persisted by an earlier agent of this world for exactly
+/// this identity and proof waits in the cache: that proof was accepted before the restart.
+async fn restored_proof(
+    shared: &Shared,
+    plan: &acr_token::Plan,
+) -> Result<Option<String>, TokenError> {
+    if !shared.cache.has_preloaded() {
+        return Ok(None);
+    }
+    let key = shared.acquirer.proof_key(plan).await?;
+    if shared.cache.restorable(&plan.key, &key) {
+        shared.acquirer.accept(plan, &key);
+        return Ok(Some(key));
+    }
+    Ok(None)
 }
 
 /// A token that meets the default rule when the caller's explicit `min_ttl` exceeds what any

@@ -34,6 +34,15 @@ pub trait Acquirer: Send + Sync {
         Ok(String::new())
     }
 
+    /// The keyed hash of the plan's proof, without any upstream call.
+    async fn proof_key(&self, _plan: &Plan) -> Result<String, TokenError> {
+        Ok(String::new())
+    }
+
+    /// Records a proof as accepted without asking Entra: the agent restored a token persisted
+    /// for exactly this identity and proof by an earlier agent of the same world.
+    fn accept(&self, _plan: &Plan, _proof_key: &str) {}
+
     /// Forgets proofs and Entra tokens unused for `idle` seconds at `now`.
     fn evict_idle(&self, _now: u64, _idle: u64) {}
 
@@ -372,6 +381,17 @@ impl Acquirer for Engine {
             now.saturating_sub(used) < idle
                 || lock(&slot.token).as_ref().is_some_and(|c| c.reusable(now))
         });
+    }
+
+    async fn proof_key(&self, plan: &Plan) -> Result<String, TokenError> {
+        Ok(proof::proof(plan).await?.key)
+    }
+
+    fn accept(&self, plan: &Plan, proof_key: &str) {
+        lock(&self.entra.accepted).insert(
+            proof_key.to_string(),
+            (plan.identity_key.clone(), self.clock.now()),
+        );
     }
 
     fn forget_registry(&self, registry: &str) {
