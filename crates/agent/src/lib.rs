@@ -45,7 +45,7 @@ pub use conn::READ_TIMEOUT;
 pub use error::AgentError;
 pub use get::MAX_BACKOFF_WAIT;
 pub use instance::LOCK_NAME;
-pub use server::DRAIN_TIMEOUT;
+pub use server::{DRAIN_TIMEOUT, MAX_CONNECTIONS};
 pub use status::RESTORED_IDENTITY;
 pub use store::SERVICE as KEYRING_SERVICE;
 
