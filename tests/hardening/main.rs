@@ -4,6 +4,7 @@
 //! findings for seeded misconfigurations.
 
 mod bad_input;
+mod cold;
 mod doctor;
 mod faults;
 mod leaks;
