@@ -9,4 +9,5 @@ mod doctor;
 mod faults;
 mod leaks;
 mod load;
+mod proof;
 mod util;
