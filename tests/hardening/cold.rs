@@ -161,3 +161,39 @@ fn forty_second_tokens_for_three_minutes_without_a_get() {
         assert!(pair[1] - pair[0] >= Duration::from_secs(13), "{pair:?}");
     }
 }
+
+#[test]
+fn imds_without_an_identity_or_unreachable_falls_through_to_the_azure_cli() {
+    let s = Setup::new();
+    s.world
+        .install_fake_az(&s.fake, "cli-tenant-0001", "cli-user");
+    s.fake.set_system_assigned(false);
+    let imds = s.fake.imds_host();
+    for origin in [imds.as_str(), "http://127.0.0.1:9"] {
+        for agent in [Some(NO_AGENT), None] {
+            let mut env = vec![("AZURE_POD_IDENTITY_AUTHORITY_HOST", origin)];
+            env.extend(agent);
+            let before = s.world.az_calls().len();
+            let out = s.run(&["get"], REG, &env, false);
+            assert!(
+                out.status.success(),
+                "{origin} {agent:?}: {}",
+                stdout(&out)
+            );
+            creds(&out);
+            assert!(s.world.az_calls().len() > before, "{origin}: az was asked");
+            s.run(&["erase"], REG, &[], false);
+        }
+    }
+    let out = s.run(
+        &["doctor"],
+        "",
+        &[("AZURE_POD_IDENTITY_AUTHORITY_HOST", imds.as_str()), NO_AGENT],
+        false,
+    );
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(
+        text.contains("falls through to the Azure CLI"),
+        "doctor shows the fall-through: {text}"
+    );
+}

@@ -157,8 +157,9 @@ pub struct Plan {
     /// Keyed hash of authority, scope and identity (no registry, no secret): one Entra token
     /// per identity serves every registry of the cloud.
     pub identity_key: String,
-    /// An Azure CLI login to fall through to when IMDS, picked only because this looks like an
-    /// Azure VM, is unreachable or has no identity.
+    /// An Azure CLI login to fall through to when IMDS, picked by the chain (not by the config)
+    /// and with `az` on PATH, is unreachable or has no identity: an `az login` user on an Azure
+    /// VM without a managed identity.
     pub fallback: Option<Box<Source>>,
     /// Identity in words for messages and `agent status` (never a secret).
     pub identity: String,
@@ -256,8 +257,7 @@ fn plan_with(
         Source::ManagedIdentity {
             endpoint: MiEndpoint::Imds { .. },
             ..
-        } if ctx.azure_vm
-            && !ctx.mi_configured()
+        } if !ctx.mi_configured()
             && s.identity.is_none_or(|k| k == IdentityKind::Auto)
             && az_on_path(env) =>
         {
