@@ -390,7 +390,10 @@ fn entra_throttling_is_backed_off_not_hammered() {
     let s = Setup::new();
     creds(&agent_get(&s, "myreg.azurecr.io"));
     // Logging out forgets the identity's Entra token too, so the next registry needs Entra.
-    assert!(s.run(&["erase"], "myreg.azurecr.io", &[], false).status.success());
+    assert!(s
+        .run(&["erase"], "myreg.azurecr.io", &[], false)
+        .status
+        .success());
     let before = s.fake.count(Endpoint::EntraToken);
     s.fake
         .fail_next(Endpoint::EntraToken, Fault::StatusRetryAfter(429, 30), 1);

@@ -22,15 +22,30 @@ fn kubelet_request(image: &str) -> String {
 fn one_entra_503_on_a_cold_get_is_absorbed_agent_on_off_and_kubelet() {
     for mode in ["agent on", "agent off", "kubelet"] {
         let s = Setup::new();
-        s.fake.fail_next(Endpoint::EntraToken, Fault::Status(503), 1);
+        s.fake
+            .fail_next(Endpoint::EntraToken, Fault::Status(503), 1);
         let out = match mode {
             "agent on" => s.run_agent(&["get"], REG),
             "agent off" => s.run_inproc(&["get"], REG),
-            _ => s.run(&["kubelet"], &kubelet_request("myreg.azurecr.io/app:1"), &[], true),
+            _ => s.run(
+                &["kubelet"],
+                &kubelet_request("myreg.azurecr.io/app:1"),
+                &[],
+                true,
+            ),
         };
-        assert!(out.status.success(), "{mode}: {}{}", stdout(&out), stderr(&out));
+        assert!(
+            out.status.success(),
+            "{mode}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
         if mode == "kubelet" {
-            assert!(stdout(&out).contains("CredentialProviderResponse"), "{}", stdout(&out));
+            assert!(
+                stdout(&out).contains("CredentialProviderResponse"),
+                "{}",
+                stdout(&out)
+            );
         } else {
             creds(&out);
         }
@@ -73,7 +88,9 @@ fn a_retry_after_beyond_the_budget_fails_at_once_saying_when() {
         assert!(line.contains("retry after"), "{line}");
         assert!(took < Duration::from_secs(15), "{took:?}");
         assert_eq!(s.fake.count(Endpoint::AcrExchange), 1);
-        eprintln!("MEASURED {env:?}: exchange 429 Retry-After 120 -> '{line}' after {took:?}, 1 attempt");
+        eprintln!(
+            "MEASURED {env:?}: exchange 429 Retry-After 120 -> '{line}' after {took:?}, 1 attempt"
+        );
     }
 }
 
@@ -88,7 +105,9 @@ fn a_hang_past_the_request_timeout_then_success() {
         creds(&out);
         assert!(took < Duration::from_secs(30), "{took:?}");
         assert_eq!(s.fake.count(Endpoint::AcrExchange), 2);
-        eprintln!("MEASURED {env:?}: exchange hang once -> success after {took:?}, 2 exchange attempts");
+        eprintln!(
+            "MEASURED {env:?}: exchange hang once -> success after {took:?}, 2 exchange attempts"
+        );
     }
 }
 
@@ -127,7 +146,10 @@ fn warm_tells_the_truth_about_min_ttl() {
     let out = s.run(&["warm", "--min-ttl", "2h", REG], "", &[], true);
     assert!(out.status.success(), "{}", stderr(&out));
     let line = stdout(&out);
-    assert!(line.contains("valid for 2h5") || line.contains("valid for 3h00m"), "{line}");
+    assert!(
+        line.contains("valid for 2h5") || line.contains("valid for 3h00m"),
+        "{line}"
+    );
     // More than any token lives: non-zero, one line, and no renewal loop.
     let before = s.fake.count(Endpoint::AcrExchange);
     for _ in 0..2 {
@@ -154,8 +176,13 @@ fn forty_second_tokens_for_three_minutes_without_a_get() {
     let renewals = times.len() - 1;
     let lifetimes = start.elapsed().as_secs_f64() / 40.0;
     let per_lifetime = renewals as f64 / lifetimes;
-    eprintln!("MEASURED 40 s tokens, 180 s idle: {renewals} renewals = {per_lifetime:.2} per lifetime");
-    assert!(per_lifetime <= 3.05, "{renewals} renewals in {lifetimes:.1} lifetimes");
+    eprintln!(
+        "MEASURED 40 s tokens, 180 s idle: {renewals} renewals = {per_lifetime:.2} per lifetime"
+    );
+    assert!(
+        per_lifetime <= 3.05,
+        "{renewals} renewals in {lifetimes:.1} lifetimes"
+    );
     assert!(renewals >= 9, "kept fresh: {renewals}");
     for pair in times.windows(2) {
         assert!(pair[1] - pair[0] >= Duration::from_secs(13), "{pair:?}");
@@ -175,11 +202,7 @@ fn imds_without_an_identity_or_unreachable_falls_through_to_the_azure_cli() {
             env.extend(agent);
             let before = s.world.az_calls().len();
             let out = s.run(&["get"], REG, &env, false);
-            assert!(
-                out.status.success(),
-                "{origin} {agent:?}: {}",
-                stdout(&out)
-            );
+            assert!(out.status.success(), "{origin} {agent:?}: {}", stdout(&out));
             creds(&out);
             assert!(s.world.az_calls().len() > before, "{origin}: az was asked");
             s.run(&["erase"], REG, &[], false);
@@ -188,7 +211,10 @@ fn imds_without_an_identity_or_unreachable_falls_through_to_the_azure_cli() {
     let out = s.run(
         &["doctor"],
         "",
-        &[("AZURE_POD_IDENTITY_AUTHORITY_HOST", imds.as_str()), NO_AGENT],
+        &[
+            ("AZURE_POD_IDENTITY_AUTHORITY_HOST", imds.as_str()),
+            NO_AGENT,
+        ],
         false,
     );
     let text = format!("{}{}", stdout(&out), stderr(&out));

@@ -32,13 +32,23 @@ fn refused(s: &Setup, env: &[(&str, &str)], cached: &str, secret: &str) -> Strin
 fn a_wrong_identity_header_is_not_served_the_cached_token() {
     let s = Setup::new();
     let ep = s.fake.mi_endpoint();
-    let good = [("IDENTITY_ENDPOINT", ep.as_str()), ("IDENTITY_HEADER", s.fake.mi_header())];
+    let good = [
+        ("IDENTITY_ENDPOINT", ep.as_str()),
+        ("IDENTITY_HEADER", s.fake.mi_header()),
+    ];
     let cached = served(&s, REG, &good);
     assert_eq!(s.fake.count(Endpoint::MiToken), 1);
-    let bad = [("IDENTITY_ENDPOINT", ep.as_str()), ("IDENTITY_HEADER", "guessed-header")];
+    let bad = [
+        ("IDENTITY_ENDPOINT", ep.as_str()),
+        ("IDENTITY_HEADER", "guessed-header"),
+    ];
     let line = refused(&s, &bad, &cached, "guessed-header");
     assert!(line.contains("managed identity"), "{line}");
-    assert_eq!(s.fake.count(Endpoint::MiToken), 2, "the impostor made its own call");
+    assert_eq!(
+        s.fake.count(Endpoint::MiToken),
+        2,
+        "the impostor made its own call"
+    );
     // The right caller is still served from the cache; the impostor changed nothing.
     assert_eq!(served(&s, REG, &good), cached);
     assert_eq!(s.fake.count(Endpoint::AcrExchange), 1);
@@ -48,12 +58,11 @@ fn a_wrong_identity_header_is_not_served_the_cached_token() {
 fn a_junk_client_secret_is_not_served_the_cached_token() {
     let s = Setup::new();
     let cached = token_of(&s.run_agent(&["get"], REG));
-    let mut env: Vec<(&str, &str)> = s
-        .sp
-        .iter()
-        .filter(|(k, _)| k != "AZURE_CLIENT_SECRET")
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+    let mut env: Vec<(&str, &str)> =
+        s.sp.iter()
+            .filter(|(k, _)| k != "AZURE_CLIENT_SECRET")
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
     env.push(("AZURE_CLIENT_SECRET", "junk-secret-value"));
     let line = refused(&s, &env, &cached, "junk-secret-value");
     assert!(line.contains("AADSTS7000215"), "{line}");
@@ -91,14 +100,29 @@ fn openssl(args: &[&str], dir: &Path) {
         .current_dir(dir)
         .output()
         .unwrap();
-    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
 }
 
 fn make_cert(dir: &Path, name: &str) -> (String, String) {
     openssl(
         &[
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "k.pem", "-out", "c.pem",
-            "-days", "2", "-subj", "/CN=acr-test",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "k.pem",
+            "-out",
+            "c.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=acr-test",
         ],
         dir,
     );
@@ -155,7 +179,11 @@ fn another_certificate_at_the_same_path_is_not_served_the_cached_token() {
     make_cert(&dir, "app.pem");
     let line = refused(&s, &env, &cached, "PRIVATE KEY");
     assert!(line.contains("AADSTS"), "{line}");
-    assert_eq!(s.fake.count(Endpoint::EntraToken), entra + 1, "its own Entra call");
+    assert_eq!(
+        s.fake.count(Endpoint::EntraToken),
+        entra + 1,
+        "its own Entra call"
+    );
     // The registered certificate is back: served from the cache again.
     std::fs::write(&path, registered).unwrap();
     assert_eq!(served(&s, REG, &env), cached);
@@ -214,10 +242,18 @@ fn another_assertion_file_is_not_served_and_a_rotated_one_costs_one_entra_call()
 fn keys_in_the_agent_log_are_keyed_hashes_not_plain_ones() {
     use sha2_free::plain_prefixes;
     let s = Setup::new();
-    creds(&s.run(&["get"], REG, &[("DOCKER_CREDENTIAL_ACR_LOG", "debug")], true));
+    creds(&s.run(
+        &["get"],
+        REG,
+        &[("DOCKER_CREDENTIAL_ACR_LOG", "debug")],
+        true,
+    ));
     let log = std::fs::read_to_string(s.agent_log()).unwrap_or_default();
     for p in plain_prefixes(s.secret()) {
-        assert!(!log.contains(&p), "a plain hash of the secret is in the log");
+        assert!(
+            !log.contains(&p),
+            "a plain hash of the secret is in the log"
+        );
     }
     assert!(!log.contains(s.secret()));
 }

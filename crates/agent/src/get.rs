@@ -103,7 +103,12 @@ async fn restored_proof(
 /// A token that meets the default rule when the caller's explicit `min_ttl` exceeds what any
 /// token of this registry lives: renewing cannot help, so the caller gets it and judges (`warm`
 /// reports the shortfall) instead of the agent renewing on every ask.
-fn beyond_reach(shared: &Shared, entry: &Entry, now: u64, min_ttl: Option<u64>) -> Option<AcrToken> {
+fn beyond_reach(
+    shared: &Shared,
+    entry: &Entry,
+    now: u64,
+    min_ttl: Option<u64>,
+) -> Option<AcrToken> {
     let want = min_ttl?;
     entry
         .servable(&shared.policy, now, None)

@@ -245,7 +245,11 @@ fn via_agent(
     deadline: Instant,
 ) -> Result<Response, String> {
     let socket = acr_proto::paths::socket_path();
-    let left = || deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+    let left = || {
+        deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1))
+    };
     let request = || Request::Get {
         registry: host.to_string(),
         env: request_env(config),

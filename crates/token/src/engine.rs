@@ -192,8 +192,7 @@ impl Engine {
         let upstream = format!("entra {}", plan.identity_key);
         self.check_throttle(&upstream)?;
         self.entra_calls.fetch_add(1, Ordering::Relaxed);
-        let mut result =
-            identity::entra_token(plan, &clients, &plan.source, &proof.material).await;
+        let mut result = identity::entra_token(plan, &clients, &plan.source, &proof.material).await;
         if let (Err(e), Some(fallback)) = (&result, &plan.fallback) {
             if e.is_transient() || matches!(e, TokenError::Entra { .. }) {
                 tracing::info!(error = %e, "IMDS has no usable identity; falling through to the Azure CLI login");

@@ -134,7 +134,11 @@ mod tests {
         let t = tok(1000, 3 * 3600);
         assert_eq!(p.floor(&t), 2 * 3600);
         assert_eq!(p.refresh_at(&t, 0.0), 1000 + 3600);
-        assert_eq!(p.refresh_at(&t, 1.0), 1000 + 3600, "never before a third of the life");
+        assert_eq!(
+            p.refresh_at(&t, 1.0),
+            1000 + 3600,
+            "never before a third of the life"
+        );
         assert!(p.fresh_enough(&t, 1000 + 3600, None));
         assert!(!p.fresh_enough(&t, 1000 + 3601, None));
         // An explicit ask is not capped.
@@ -152,11 +156,17 @@ mod tests {
                 while t.obtained_at < 5000 + 10 * lifetime {
                     let at = p.refresh_at(&t, j);
                     assert!(at > t.obtained_at && at < t.expires_at.max(t.obtained_at + 2));
-                    assert!(p.fresh_enough(&t, at.min(t.expires_at - 1).max(t.obtained_at), None) || lifetime < 3);
+                    assert!(
+                        p.fresh_enough(&t, at.min(t.expires_at - 1).max(t.obtained_at), None)
+                            || lifetime < 3
+                    );
                     t = tok(at, lifetime);
                     renewals += 1;
                 }
-                assert!(renewals <= 30, "lifetime {lifetime}: {renewals} renewals in 10 lifetimes");
+                assert!(
+                    renewals <= 30,
+                    "lifetime {lifetime}: {renewals} renewals in 10 lifetimes"
+                );
             }
             assert!(p.fresh_enough(&tok(5000, lifetime), 5000, None));
         }

@@ -56,9 +56,7 @@ pub fn transient_status(status: u16) -> bool {
 /// Full-jitter backoff before retry number `attempt` (0-based): uniform in
 /// `[0, min(cap, BASE_DELAY × 2^attempt)]`, `jitter` in 0..1 picking the point.
 pub fn backoff(attempt: u32, cap: Duration, jitter: f64) -> Duration {
-    let ceiling = BASE_DELAY
-        .saturating_mul(1u32 << attempt.min(16))
-        .min(cap);
+    let ceiling = BASE_DELAY.saturating_mul(1u32 << attempt.min(16)).min(cap);
     ceiling.mul_f64(jitter.clamp(0.0, 1.0))
 }
 
@@ -81,7 +79,11 @@ pub fn retry_hint(wait: Duration) -> String {
 /// Runs `op` until it succeeds, fails permanently, has made [`MAX_ATTEMPTS`] attempts, or the
 /// next attempt could not start before `deadline`. Each attempt is also cut off at `deadline`.
 /// Returns the outcome and the number of attempts made.
-pub async fn with_retries<T, F, Fut>(deadline: Instant, what: &str, mut op: F) -> (Result<T, TokenError>, u32)
+pub async fn with_retries<T, F, Fut>(
+    deadline: Instant,
+    what: &str,
+    mut op: F,
+) -> (Result<T, TokenError>, u32)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, TokenError>>,
@@ -94,7 +96,8 @@ where
             Ok(Ok(v)) => return (Ok(v), attempts),
             Ok(Err(e)) => e,
             Err(_) => {
-                let note = format!("gave up after {attempts} attempts in the command's time budget");
+                let note =
+                    format!("gave up after {attempts} attempts in the command's time budget");
                 let err = match last {
                     Some(e) => e.with_note(&note),
                     None => TokenError::Unavailable {
@@ -155,9 +158,15 @@ mod tests {
     fn transient_codes() {
         assert!(transient_status(503) && transient_status(429) && transient_status(408));
         assert!(!transient_status(400) && !transient_status(401) && !transient_status(404));
-        assert!(transient_entra_text("AADSTS90033: The Microsoft Online Directory Service isn't available"));
-        assert!(transient_entra_text("{\"error\":\"temporarily_unavailable\"}"));
-        assert!(!transient_entra_text("AADSTS7000215: Invalid client secret"));
+        assert!(transient_entra_text(
+            "AADSTS90033: The Microsoft Online Directory Service isn't available"
+        ));
+        assert!(transient_entra_text(
+            "{\"error\":\"temporarily_unavailable\"}"
+        ));
+        assert!(!transient_entra_text(
+            "AADSTS7000215: Invalid client secret"
+        ));
     }
 
     #[tokio::test(start_paused = true)]
@@ -199,12 +208,17 @@ mod tests {
     async fn retry_after_beyond_the_budget_fails_at_once_saying_when() {
         let start = Instant::now();
         let deadline = start + DOCKER_BUDGET;
-        let (r, attempts) =
-            with_retries(deadline, "r", || async { Err::<(), _>(unavailable(Some(120))) }).await;
+        let (r, attempts) = with_retries(deadline, "r", || async {
+            Err::<(), _>(unavailable(Some(120)))
+        })
+        .await;
         assert_eq!(attempts, 1);
         assert_eq!(Instant::now(), start, "no waiting");
         let line = r.unwrap_err().to_string();
-        assert!(line.contains("retry after") && line.contains("120 s"), "{line}");
+        assert!(
+            line.contains("retry after") && line.contains("120 s"),
+            "{line}"
+        );
         assert!(!line.contains('\n'));
     }
 

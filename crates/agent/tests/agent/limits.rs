@@ -70,7 +70,11 @@ async fn connections_beyond_the_cap_are_refused_and_counted() {
     let extra = 5;
     let mut idle = Vec::new();
     for _ in 0..acr_agent::MAX_CONNECTIONS + extra {
-        let name = agent.socket.as_path().to_fs_name::<GenericFilePath>().unwrap();
+        let name = agent
+            .socket
+            .as_path()
+            .to_fs_name::<GenericFilePath>()
+            .unwrap();
         idle.push(Stream::connect(name).await.unwrap());
     }
     // Let the accept loop see them all, then free the slots.
@@ -80,10 +84,7 @@ async fn connections_beyond_the_cap_are_refused_and_counted() {
     let Response::Status { counters, .. } = request(&agent.socket, Request::Status).await else {
         panic!("no status")
     };
-    assert!(
-        counters.refused_connections >= extra as u64,
-        "{counters:?}"
-    );
+    assert!(counters.refused_connections >= extra as u64, "{counters:?}");
     credential(get(&agent.socket, REG).await);
     agent.shutdown().await.unwrap();
 }
@@ -122,9 +123,8 @@ async fn an_explicit_min_ttl_gets_one_synchronous_renewal_and_never_a_loop() {
     // More than any token lives: answered (the caller reports the shortfall), no renewal, and
     // asking again does not renew either.
     for _ in 0..3 {
-        let (_, _, expires_at, _) = credential(
-            request(&agent.socket, get_with(sp_env("sp-secret"), Some(4 * H))).await,
-        );
+        let (_, _, expires_at, _) =
+            credential(request(&agent.socket, get_with(sp_env("sp-secret"), Some(4 * H))).await);
         assert!(expires_at - clock.now() < 4 * H);
     }
     assert_eq!(acq.total(), 2);

@@ -134,7 +134,11 @@ async fn retry_after_is_honoured_by_gets() {
     sleep(Duration::from_secs(10 * MIN)).await;
     let n = acq.count(REG);
     credential(get(&agent.socket, REG).await);
-    assert_eq!(acq.count(REG), n, "served from the cache the scheduler filled");
+    assert_eq!(
+        acq.count(REG),
+        n,
+        "served from the cache the scheduler filled"
+    );
     agent.shutdown().await.unwrap();
 }
 

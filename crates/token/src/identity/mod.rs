@@ -91,8 +91,7 @@ pub async fn entra_token(
                     &audience,
                 ),
             };
-            let assertion = loaded
-            .map_err(|message| TokenError::IdentityConfig {
+            let assertion = loaded.map_err(|message| TokenError::IdentityConfig {
                 identity: plan.identity.clone(),
                 registry: plan.registry.to_string(),
                 message,
