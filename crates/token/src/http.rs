@@ -61,6 +61,9 @@ pub fn build(env: &IdentityEnv) -> Result<Clients, String> {
     })
 }
 
+/// Largest CA bundle read (a full system bundle is ~200 KiB); FIFOs are refused, not waited on.
+const MAX_CA_BYTES: usize = 4 * 1024 * 1024;
+
 /// With `SSL_CERT_FILE`/`SSL_CERT_DIR` set, exactly those roots (OpenSSL's semantics); otherwise
 /// `None`, meaning the platform verifier with the system store.
 fn explicit_roots(env: &IdentityEnv) -> Result<Option<Vec<reqwest::Certificate>>, String> {
@@ -71,7 +74,8 @@ fn explicit_roots(env: &IdentityEnv) -> Result<Option<Vec<reqwest::Certificate>>
     }
     let mut certs = Vec::new();
     if let Some(f) = file {
-        if let Ok(bytes) = std::fs::read(f) {
+        if let Ok(bytes) = crate::files::read_capped_blocking(std::path::Path::new(f), MAX_CA_BYTES)
+        {
             certs.extend(reqwest::Certificate::from_pem_bundle(&bytes).unwrap_or_default());
         }
     }
@@ -80,7 +84,7 @@ fn explicit_roots(env: &IdentityEnv) -> Result<Option<Vec<reqwest::Certificate>>
             continue;
         };
         for entry in entries.flatten() {
-            if let Ok(bytes) = std::fs::read(entry.path()) {
+            if let Ok(bytes) = crate::files::read_capped_blocking(&entry.path(), MAX_CA_BYTES) {
                 certs.extend(reqwest::Certificate::from_pem_bundle(&bytes).unwrap_or_default());
             }
         }
