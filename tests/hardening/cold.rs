@@ -223,3 +223,34 @@ fn imds_without_an_identity_or_unreachable_falls_through_to_the_azure_cli() {
         "doctor shows the fall-through: {text}"
     );
 }
+
+#[test]
+fn a_hung_agent_costs_one_budget_not_a_second_acquisition_on_top() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Setup::new();
+    let socket = s.socket();
+    let dir = socket.parent().unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    // Accepts connections and never answers.
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let held = std::thread::spawn(move || {
+        let mut conns = Vec::new();
+        for c in listener.incoming().take(1) {
+            conns.push(c);
+            std::thread::sleep(Duration::from_secs(40));
+        }
+    });
+    let start = Instant::now();
+    let line = one_line_failure(&s.run_agent(&["get"], REG));
+    let took = start.elapsed();
+    assert!(line.contains("did not answer within"), "{line}");
+    assert!(took < Duration::from_secs(33), "{took:?}");
+    assert_eq!(
+        s.fake.count(Endpoint::EntraToken),
+        0,
+        "no acquisition past the budget"
+    );
+    eprintln!("MEASURED hung agent: '{line}' after {took:?}, 0 upstream calls");
+    drop(held);
+}
