@@ -607,6 +607,7 @@ fn throughput(
                             registry: "myreg.azurecr.io".into(),
                             env: env.clone(),
                             min_ttl_secs: None,
+                            budget_ms: None,
                         },
                     };
                     write_frame(&mut s, &req).expect("write");

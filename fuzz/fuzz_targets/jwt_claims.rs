@@ -40,6 +40,17 @@ fn check(token: &str) {
     for now in nows.into_iter().filter(|n| *n <= LATEST_NOW) {
         let t = token_from(Secret::new(token), now);
         assert_eq!(t.obtained_at, now);
+        if t.expires_at == now {
+            // The one zero-life case: an `exp` already past by our clock and no usable `iat`.
+            // The engine reports it (check the clock) instead of serving the token.
+            let c = parsed.as_ref().expect("zero life needs claims");
+            assert!(
+                c.exp.is_some_and(|e| e <= now) && !matches!((c.exp, c.iat), (Some(e), Some(i)) if e > i),
+                "zero life without a past exp (claims {parsed:?}, now {now})"
+            );
+            assert!(!policy.fresh_enough(&t, now, None));
+            continue;
+        }
         assert!(
             t.expires_at > t.obtained_at,
             "token expires at {} but was obtained at {now} (claims {parsed:?})",

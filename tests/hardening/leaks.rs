@@ -399,7 +399,8 @@ fn no_secret_reaches_any_output() {
         true,
     ));
     fake.set_fault(Endpoint::AcrExchange, Some(Fault::Status(503)));
-    std::thread::sleep(Duration::from_secs(3));
+    // Past a third of the 8 s life, below R = 2/3 of it: renewal is due and fails.
+    std::thread::sleep(Duration::from_secs(4));
     let out = run(
         &mut c,
         "stale",

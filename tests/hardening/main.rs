@@ -4,9 +4,11 @@
 //! findings for seeded misconfigurations.
 
 mod bad_input;
+mod cold;
 mod doctor;
 mod faults;
 mod leaks;
 mod load;
+mod proof;
 mod trust;
 mod util;

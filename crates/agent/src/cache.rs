@@ -1,5 +1,7 @@
-//! The token cache: one entry per plan key (identity × registry × audience), each with its own
-//! single-flight lock, failure bookkeeping and refresh deadline.
+//! The ACR level of the two-level cache: one entry per plan key (identity × registry ×
+//! audience), each with its own single-flight lock, failure bookkeeping and refresh deadline.
+//! (The Entra level, one token per identity and proof, lives in the engine.) Only callers whose
+//! proof of identity was accepted reach an entry, so only they may replace its plan.
 //!
 //! Entries are shared (`Arc`) between connection handlers and the scheduler. Two locks per entry:
 //! a short `std` mutex over the bookkeeping (never held across an await) and an async `flight`
@@ -14,10 +16,11 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+use tokio::time::Instant;
 
-/// Longest one acquisition may take before it counts as a transient failure, so a hung upstream
-/// cannot hold an entry's single-flight lock forever.
-pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(90);
+/// Longest one acquisition with its retries may take (below the helper's wait), so a hung
+/// upstream cannot hold an entry's single-flight lock forever.
+pub const ACQUIRE_TIMEOUT: Duration = acr_token::retry::AGENT_ACQUIRE_BUDGET;
 
 /// Bookkeeping of one entry.
 #[derive(Default)]
@@ -53,8 +56,11 @@ pub(crate) struct Entry {
     pub registry: RegistryHost,
     /// Identity in words (never a secret).
     pub identity: String,
-    /// The latest caller's plan, used by the scheduler to renew.
+    /// The latest proven caller's plan, used by the scheduler to renew.
     plan: Mutex<Plan>,
+    /// Keyed hash of that caller's proof (part of the keyring key, so a restarted agent hands a
+    /// persisted token only to a caller with the same proof).
+    proof: Mutex<String>,
     state: Mutex<State>,
     /// Held for the whole of an acquisition (single-flight).
     pub flight: tokio::sync::Mutex<()>,
@@ -63,12 +69,13 @@ pub(crate) struct Entry {
 }
 
 impl Entry {
-    fn new(plan: Plan) -> Entry {
+    fn new(plan: Plan, proof: String) -> Entry {
         Entry {
             key: plan.key.clone(),
             registry: plan.registry.clone(),
             identity: plan.identity.clone(),
             plan: Mutex::new(plan),
+            proof: Mutex::new(proof),
             state: Mutex::new(State::default()),
             flight: tokio::sync::Mutex::new(()),
             forgotten: AtomicBool::new(false),
@@ -84,6 +91,23 @@ impl Entry {
         self.plan.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// The identity's key (for forgetting its Entra level).
+    pub fn identity_key(&self) -> String {
+        self.plan
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .identity_key
+            .clone()
+    }
+
+    /// The key this entry's token is persisted under.
+    pub fn persist_key(&self) -> String {
+        persist_key(
+            &self.key,
+            &self.proof.lock().unwrap_or_else(|p| p.into_inner()),
+        )
+    }
+
     /// The cached token if it may be served at `now` without renewal.
     pub fn servable(&self, policy: &Policy, now: u64, min_ttl: Option<u64>) -> Option<AcrToken> {
         let st = self.state();
@@ -93,11 +117,20 @@ impl Entry {
             .cloned()
     }
 
-    /// The cached token if it has any life left at `now`.
+    /// The cached token if it has any life left at `now` (and the clock did not step back past
+    /// it).
     pub fn still_valid(&self, now: u64) -> Option<AcrToken> {
         let st = self.state();
-        st.token.as_ref().filter(|t| t.remaining(now) > 0).cloned()
+        st.token
+            .as_ref()
+            .filter(|t| !Policy::stale(t, now))
+            .cloned()
     }
+}
+
+/// The keyring key of a token: the entry key and the proof, hashed together.
+pub(crate) fn persist_key(key: &str, proof: &str) -> String {
+    acr_token::keyed::hash(&[key, proof])
 }
 
 /// A token kept in the keyring by an earlier agent, waiting for its first `get`.
@@ -129,27 +162,31 @@ impl Cache {
         self.preloaded().extend(tokens);
     }
 
-    /// The entry for a `get` with this plan, created on first use (adopting a restored token),
-    /// marked as used at `now`. Returns whether the scheduler should look again.
-    pub fn use_entry(&self, plan: Plan, now: u64, policy: &Policy) -> (Arc<Entry>, bool) {
+    /// The entry for a `get` with this plan, by a caller whose `proof` was accepted, created on
+    /// first use (adopting a token restored for the same proof), marked as used at `now`.
+    /// Returns whether the scheduler should look again.
+    pub fn use_entry(
+        &self,
+        plan: Plan,
+        proof: String,
+        now: u64,
+        policy: &Policy,
+    ) -> (Arc<Entry>, bool) {
         let mut entries = self.entries();
         let mut created = false;
         let entry = entries
             .entry(plan.key.clone())
             .or_insert_with(|| {
                 created = true;
-                Arc::new(Entry::new(plan.clone()))
+                Arc::new(Entry::new(plan.clone(), proof.clone()))
             })
             .clone();
         drop(entries);
+        let restored = self.preloaded().remove(&persist_key(&plan.key, &proof));
         if !created {
             *entry.plan.lock().unwrap_or_else(|p| p.into_inner()) = plan;
+            *entry.proof.lock().unwrap_or_else(|p| p.into_inner()) = proof;
         }
-        let restored = if created {
-            self.preloaded().remove(&entry.key)
-        } else {
-            None
-        };
         let mut st = entry.state();
         if let Some(p) = restored {
             if st.token.is_none() {
@@ -176,14 +213,24 @@ impl Cache {
         (entry, wake)
     }
 
+    /// Whether any restored token waits to be claimed.
+    pub fn has_preloaded(&self) -> bool {
+        !self.preloaded().is_empty()
+    }
+
+    /// Whether a token persisted for this key and proof waits to be claimed.
+    pub fn restorable(&self, key: &str, proof: &str) -> bool {
+        self.preloaded().contains_key(&persist_key(key, proof))
+    }
+
     /// Removes every entry (all identities) and restored token of `registry`; returns their keys.
     pub fn forget(&self, registry: &RegistryHost) -> Vec<String> {
         let mut keys = Vec::new();
-        self.entries().retain(|key, e| {
+        self.entries().retain(|_, e| {
             let hit = &e.registry == registry;
             if hit {
                 e.forgotten.store(true, Ordering::SeqCst);
-                keys.push(key.clone());
+                keys.push(e.persist_key());
             }
             !hit
         });
@@ -231,27 +278,38 @@ impl Cache {
     }
 }
 
-/// One upstream acquisition for `entry`, with the bookkeeping every caller needs. The caller
-/// must hold `entry.flight`.
-pub(crate) async fn acquire_locked(shared: &Shared, entry: &Entry) -> Result<AcrToken, TokenError> {
+/// One upstream acquisition for `entry` with the shared retry policy, ending by `deadline`,
+/// with the bookkeeping every caller needs. The caller must hold `entry.flight`; callers that
+/// waited for that lock share this outcome (its retries included) instead of starting their own.
+///
+/// A foreground caller (a `get` someone waits for) retries inside its deadline; the scheduler
+/// makes one attempt per wake-up and spaces them with the same backoff (to 5 minutes).
+pub(crate) async fn acquire_locked(
+    shared: &Shared,
+    entry: &Entry,
+    deadline: Instant,
+    foreground: bool,
+) -> Result<AcrToken, TokenError> {
     let plan = entry.plan();
-    entry.state().acquisitions += 1;
-    tracing::debug!(registry = %entry.registry, identity = %entry.identity, "acquiring token");
-    let result = match tokio::time::timeout(ACQUIRE_TIMEOUT, shared.acquirer.acquire(&plan)).await
-    {
-        Ok(r) => r,
-        Err(_) => Err(TokenError::Unavailable {
-            host: entry.registry.to_string(),
-            message: format!(
-                "token acquisition did not finish within {} s; check network access to Entra ID and the registry",
-                ACQUIRE_TIMEOUT.as_secs()
-            ),
-            retry_after: None,
-        }),
+    tracing::debug!(registry = %entry.registry, identity = %entry.identity, foreground, "acquiring token");
+    let host = entry.registry.to_string();
+    let (result, attempts) = if foreground {
+        acr_token::retry::with_retries(deadline, &host, || shared.acquirer.acquire(&plan)).await
+    } else {
+        let r = match tokio::time::timeout_at(deadline, shared.acquirer.acquire(&plan)).await {
+            Ok(r) => r,
+            Err(_) => Err(TokenError::Unavailable {
+                host,
+                message: "token renewal did not finish in time; check network access to Entra ID and the registry".into(),
+                retry_after: None,
+            }),
+        };
+        (r, 1)
     };
     drop(plan);
     let now = shared.clock.now();
     let mut st = entry.state();
+    st.acquisitions += u64::from(attempts);
     st.completed += 1;
     match &result {
         Ok(token) => {
@@ -261,12 +319,18 @@ pub(crate) async fn acquire_locked(shared: &Shared, entry: &Entry) -> Result<Acr
             st.last_error = None;
             st.failures = 0;
             st.retry_not_before = None;
-            tracing::debug!(registry = %entry.registry, expires_at = token.expires_at, "token acquired");
+            tracing::debug!(registry = %entry.registry, expires_at = token.expires_at, attempts, "token acquired");
         }
         Err(e) => {
             st.last_error = Some(e.to_string());
             if e.is_transient() {
-                let delay = Policy::backoff(st.failures, e.retry_after(), rand::random());
+                let delay = acr_token::retry::delay_after(
+                    e,
+                    st.failures,
+                    acr_token::retry::BACKGROUND_CAP,
+                    rand::random(),
+                )
+                .max(Duration::from_secs(1));
                 st.failures = st.failures.saturating_add(1);
                 let at = now + delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
                 st.retry_not_before = Some(at);
@@ -276,13 +340,13 @@ pub(crate) async fn acquire_locked(shared: &Shared, entry: &Entry) -> Result<Acr
                 st.retry_not_before = None;
                 st.next_refresh = None;
             }
-            tracing::debug!(registry = %entry.registry, transient = e.is_transient(), error = %e, "token acquisition failed");
+            tracing::debug!(registry = %entry.registry, transient = e.is_transient(), attempts, error = %e, "token acquisition failed");
         }
     }
     drop(st);
     if let (Ok(token), Some(persist)) = (&result, &shared.persist) {
         if !entry.forgotten.load(Ordering::SeqCst) {
-            persist.save(&entry.key, &entry.registry.to_string(), token);
+            persist.save(&entry.persist_key(), &entry.registry.to_string(), token);
         }
     }
     shared.wake.notify_one();

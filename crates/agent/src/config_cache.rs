@@ -2,7 +2,9 @@
 //!
 //! Each `get` names its caller's config through `DOCKER_CREDENTIAL_ACR_CONFIG` in the request
 //! environment; docker may call `get` dozens of times a second during a pull, so the file is
-//! re-read only when it changes.
+//! re-read only when it changes. Every file access runs off the runtime under a deadline and
+//! refuses anything but a small regular file, so a FIFO or a hung network mount named as a
+//! config fails that one caller and blocks nobody else.
 
 use acr_proto::config::{Config, ConfigError};
 use acr_proto::env::IdentityEnv;
@@ -13,6 +15,9 @@ use std::time::SystemTime;
 
 /// How many distinct config files are remembered before the cache starts over.
 const MAX_FILES: usize = 64;
+
+/// Largest config file read.
+const MAX_CONFIG_BYTES: usize = 1024 * 1024;
 
 /// A parsed file with the modification time and length it was parsed at.
 type Parsed = (Option<SystemTime>, u64, Arc<Config>);
@@ -26,22 +31,39 @@ pub(crate) struct ConfigCache {
 impl ConfigCache {
     /// The config that applies to a caller with this environment (same rules as
     /// [`Config::load`], resolved against the caller's variables).
-    pub fn load(&self, env: &IdentityEnv) -> Result<Arc<Config>, ConfigError> {
+    pub async fn load(&self, env: &IdentityEnv) -> Result<Arc<Config>, ConfigError> {
         let lookup = |k: &str| env.get(k).map(String::from);
         let Some(path) = Config::locate(&lookup) else {
             return Ok(Arc::new(Config::default()));
         };
-        let stamp = std::fs::metadata(&path)
-            .ok()
-            .map(|m| (m.modified().ok(), m.len()));
-        let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
-        if let (Some((mtime, len)), Some((m, l, config))) = (stamp, files.get(&path)) {
-            if *m == mtime && *l == len {
-                return Ok(config.clone());
+        let unreadable =
+            |e: String| ConfigError(format!("cannot read config file {}: {e}", path.display()));
+        let stat_path = path.clone();
+        let stat = tokio::task::spawn_blocking(move || std::fs::metadata(stat_path));
+        let stamp = match tokio::time::timeout(acr_token::files::READ_DEADLINE, stat).await {
+            Ok(Ok(Ok(m))) if !m.is_file() => return Err(unreadable("not a regular file".into())),
+            Ok(Ok(Ok(m))) => Some((m.modified().ok(), m.len())),
+            Ok(_) => None,
+            Err(_) => return Err(unreadable("no answer from the file system".into())),
+        };
+        if let Some((mtime, len)) = stamp {
+            let files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((m, l, config)) = files.get(&path) {
+                if *m == mtime && *l == len {
+                    return Ok(config.clone());
+                }
             }
         }
-        let config = Arc::new(Config::read(&path)?);
+        let bytes = acr_token::files::read_capped(path.clone(), MAX_CONFIG_BYTES)
+            .await
+            .map_err(|e| unreadable(e.to_string()))?;
+        let text = String::from_utf8(bytes).map_err(|_| unreadable("not UTF-8".into()))?;
+        let mut config = Config::parse(&text)
+            .map_err(|e| ConfigError(format!("config file {}: {e}", path.display())))?;
+        config.source = Some(path.clone());
+        let config = Arc::new(config);
         if let Some((mtime, len)) = stamp {
+            let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
             if files.len() >= MAX_FILES {
                 files.clear();
             }

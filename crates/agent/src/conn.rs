@@ -90,7 +90,8 @@ async fn dispatch(shared: &Shared, request: Request, stop: &mut bool) -> Respons
             registry,
             env,
             min_ttl_secs,
-        } => get::handle(shared, &registry, &env, min_ttl_secs).await,
+            budget_ms,
+        } => get::handle(shared, &registry, &env, min_ttl_secs, budget_ms).await,
         Request::Forget { registry } => forget::handle(shared, &registry),
         Request::StoreLogin {
             registry,

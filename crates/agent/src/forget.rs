@@ -16,6 +16,10 @@ pub(crate) fn handle(shared: &Shared, registry: &str) -> Response {
             }
         }
     };
+    for entry in shared.cache.all().iter().filter(|e| e.registry == host) {
+        shared.acquirer.forget_identity(&entry.identity_key());
+    }
+    shared.acquirer.forget_registry(&host.to_string());
     let keys = shared.cache.forget(&host);
     tracing::debug!(registry = %host, entries = keys.len(), "forgot cached tokens");
     if let Some(persist) = &shared.persist {

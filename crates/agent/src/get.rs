@@ -1,10 +1,14 @@
 //! `get`: a credential for one registry, acquired with the caller's identity.
 //!
-//! Order of preference: a cached token with enough life left; else one fresh acquisition
-//! (single-flight per key); else, when upstream fails, the cached token as long as it is valid at
-//! all, with a warning the helper prints to stderr; else the acquisition's one-line error.
-//! After a transient failure upstream is left alone until the backoff deadline passes: a get
-//! that has nothing to serve waits for a short deadline and reports the error for a long one.
+//! First the caller proves its identity: a proof (secret, certificate, assertion, CI token,
+//! `IDENTITY_HEADER`) the agent has not seen accepted costs one Entra call of the caller's own
+//! before any cached token is shared; a caller that fails it gets its own error and changes
+//! nothing. Then, in order of preference: a cached token with enough life left; else one fresh
+//! acquisition (single-flight per key, with the shared retry policy inside the request's budget);
+//! else, when upstream fails transiently, the cached token as long as it is valid at all, with a
+//! warning the helper prints to stderr; else the acquisition's one-line error. After a transient
+//! failure upstream is left alone until the backoff deadline passes: a get that has nothing to
+//! serve waits for a short deadline and reports the error for a long one.
 
 use crate::cache::{acquire_locked, Entry};
 use crate::state::Shared;
@@ -13,8 +17,10 @@ use acr_proto::docker::{IDENTITY_TOKEN_USERNAME, NULL_GUID};
 use acr_proto::env::IdentityEnv;
 use acr_proto::host::RegistryHost;
 use acr_proto::ipc::Response;
-use acr_token::AcrToken;
+use acr_token::policy::Policy;
+use acr_token::{AcrToken, TokenError};
 use std::time::Duration;
+use tokio::time::Instant;
 
 /// Longest a `get` waits for a backoff deadline instead of answering the last error.
 pub const MAX_BACKOFF_WAIT: Duration = Duration::from_secs(3);
@@ -25,12 +31,20 @@ pub(crate) async fn handle(
     registry: &str,
     env: &IdentityEnv,
     min_ttl: Option<u64>,
+    budget_ms: Option<u64>,
 ) -> Response {
+    // The acquisition ends a second before the caller stops waiting, and never later than the
+    // agent's own limit.
+    let budget = budget_ms
+        .map(|ms| Duration::from_millis(ms).saturating_sub(Duration::from_secs(1)))
+        .unwrap_or(crate::cache::ACQUIRE_TIMEOUT)
+        .min(crate::cache::ACQUIRE_TIMEOUT);
+    let deadline = Instant::now() + budget;
     let host = match RegistryHost::parse(registry) {
         Ok(h) => h,
         Err(e) => return error(e.to_string()),
     };
-    let config = match shared.configs.load(env) {
+    let config = match shared.configs.load(env).await {
         Ok(c) => c,
         Err(e) => return error(e.to_string()),
     };
@@ -40,8 +54,22 @@ pub(crate) async fn handle(
         Err(e) => return error(e.to_string()),
     };
     let form = plan.form;
+    let proof = match restored_proof(shared, &plan).await {
+        Ok(Some(p)) => p,
+        Ok(None) => {
+            let (proved, _) = acr_token::retry::with_retries(deadline, &host.to_string(), || {
+                shared.acquirer.prove(&plan)
+            })
+            .await;
+            match proved {
+                Ok(p) => p,
+                Err(e) => return error(e.to_string()),
+            }
+        }
+        Err(e) => return error(e.to_string()),
+    };
     let now = shared.clock.now();
-    let (entry, wake) = shared.cache.use_entry(plan, now, &shared.policy);
+    let (entry, wake) = shared.cache.use_entry(plan, proof, now, &shared.policy);
     if wake {
         shared.wake.notify_one();
     }
@@ -49,7 +77,42 @@ pub(crate) async fn handle(
         tracing::debug!(registry = %host, "served from cache");
         return credential(form, token, None);
     }
-    renew(shared, &entry, min_ttl, form).await
+    if let Some(token) = beyond_reach(shared, &entry, now, min_ttl) {
+        return credential(form, token, None);
+    }
+    renew(shared, &entry, min_ttl, form, deadline).await
+}
+
+/// The caller's proof key when a token persisted by an earlier agent of this world for exactly
+/// this identity and proof waits in the cache: that proof was accepted before the restart.
+async fn restored_proof(
+    shared: &Shared,
+    plan: &acr_token::Plan,
+) -> Result<Option<String>, TokenError> {
+    if !shared.cache.has_preloaded() {
+        return Ok(None);
+    }
+    let key = shared.acquirer.proof_key(plan).await?;
+    if shared.cache.restorable(&plan.key, &key) {
+        shared.acquirer.accept(plan, &key);
+        return Ok(Some(key));
+    }
+    Ok(None)
+}
+
+/// A token that meets the default rule when the caller's explicit `min_ttl` exceeds what any
+/// token of this registry lives: renewing cannot help, so the caller gets it and judges (`warm`
+/// reports the shortfall) instead of the agent renewing on every ask.
+fn beyond_reach(
+    shared: &Shared,
+    entry: &Entry,
+    now: u64,
+    min_ttl: Option<u64>,
+) -> Option<AcrToken> {
+    let want = min_ttl?;
+    entry
+        .servable(&shared.policy, now, None)
+        .filter(|t| want > t.lifetime())
 }
 
 /// The slow path: take the entry's flight lock, re-check, respect backoff, acquire.
@@ -58,9 +121,15 @@ async fn renew(
     entry: &Entry,
     min_ttl: Option<u64>,
     form: CredentialForm,
+    deadline: Instant,
 ) -> Response {
     let seen = entry.state().completed;
-    let _flight = entry.flight.lock().await;
+    let Ok(_flight) = tokio::time::timeout_at(deadline, entry.flight.lock()).await else {
+        return error(format!(
+            "{}: another request's token acquisition is still running; try again shortly",
+            entry.registry
+        ));
+    };
     let now = shared.clock.now();
     if let Some(token) = entry.servable(&shared.policy, now, min_ttl) {
         tracing::debug!(registry = %entry.registry, "served a token renewed by a concurrent request");
@@ -76,11 +145,17 @@ async fn renew(
     };
     if let (true, Some(message)) = (completed != seen, last_error.as_deref()) {
         // An acquisition failed while we waited for it: share its outcome, don't repeat it.
-        return fallback(form, entry, now, message);
+        if entry.state().retry_not_before.is_some() {
+            return fallback(form, entry, now, message);
+        }
+        return error(message.to_string());
     }
     if let Some(at) = not_before {
         let wait = Duration::from_secs(at - now);
-        if entry.still_valid(now).is_some() || wait > MAX_BACKOFF_WAIT {
+        if entry.still_valid(now).is_some()
+            || wait > MAX_BACKOFF_WAIT
+            || Instant::now() + wait >= deadline
+        {
             let message = last_error.unwrap_or_else(|| {
                 format!(
                     "{}: token renewal is backing off after a failure",
@@ -97,9 +172,20 @@ async fn renew(
         tracing::debug!(registry = %entry.registry, wait_secs = wait.as_secs(), "waiting for backoff deadline");
         tokio::time::sleep(wait).await;
     }
-    match acquire_locked(shared, entry).await {
+    match acquire_locked(shared, entry, deadline, true).await {
         Ok(token) => credential(form, token, None),
-        Err(e) => fallback(form, entry, shared.clock.now(), &e.to_string()),
+        Err(e) => after_failure(form, entry, shared.clock.now(), &e),
+    }
+}
+
+/// After this caller's own renewal failed: a transient failure may be bridged with the
+/// identity's still-valid token (the caller proved the identity); a permanent one (access
+/// revoked, bad configuration) is reported as it is.
+fn after_failure(form: CredentialForm, entry: &Entry, now: u64, e: &TokenError) -> Response {
+    if e.is_transient() {
+        fallback(form, entry, now, &e.to_string())
+    } else {
+        error(e.to_string())
     }
 }
 
@@ -107,11 +193,11 @@ async fn renew(
 /// error.
 fn fallback(form: CredentialForm, entry: &Entry, now: u64, message: &str) -> Response {
     match entry.still_valid(now) {
-        Some(token) => {
+        Some(token) if !Policy::stale(&token, now) => {
             let warning = stale_warning(entry, &token, now, message);
             credential(form, token, Some(warning))
         }
-        None => error(message.to_string()),
+        _ => error(message.to_string()),
     }
 }
 

@@ -46,7 +46,7 @@ pub use conn::READ_TIMEOUT;
 pub use error::AgentError;
 pub use get::MAX_BACKOFF_WAIT;
 pub use instance::{INSTANCE_ID_NAME, LOCK_NAME};
-pub use server::DRAIN_TIMEOUT;
+pub use server::{DRAIN_TIMEOUT, MAX_CONNECTIONS};
 pub use status::RESTORED_IDENTITY;
 pub use store::SERVICE as KEYRING_SERVICE;
 
@@ -140,6 +140,7 @@ pub async fn serve(
             Err(e) => eprintln!("not logging to {}: {e}", log.path.display()),
         }
     }
+    install_hash_key(&options.socket_path);
     let persist = if options.persist {
         open_persist(&options.socket_path, options.state_dir.as_deref())
     } else {
@@ -236,6 +237,46 @@ async fn restore(shared: &state::Shared, persist: &store::Persist) {
         })),
         Err(_) => tracing::debug!("keyring did not answer in time; starting with an empty cache"),
     }
+}
+
+/// Name of the file (beside the socket, in the agent's private 0700 directory) holding the key
+/// of the agent's keyed hashes ([`acr_token::keyed`]).
+pub const HASH_KEY_NAME: &str = "hash.key";
+
+/// Loads the agent's hashing key, creating it (random, 0600, never through a symlink) on first
+/// start, so tokens this agent persists are found again after a restart in the same world and
+/// nowhere else. Without a usable file the key is per process.
+fn install_hash_key(socket: &std::path::Path) {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let Some(dir) = socket.parent() else { return };
+    let path = dir.join(HASH_KEY_NAME);
+    let open = |create: bool| {
+        let mut o = std::fs::OpenOptions::new();
+        o.custom_flags(libc::O_NOFOLLOW).mode(0o600);
+        if create {
+            o.write(true).create_new(true);
+        } else {
+            o.read(true);
+        }
+        o.open(&path)
+    };
+    let mut key = Vec::new();
+    let read = open(false).and_then(|mut f| {
+        let meta = f.metadata()?;
+        if !meta.is_file() || meta.len() != acr_token::keyed::KEY_LEN as u64 {
+            return Err(std::io::Error::other("not a key file"));
+        }
+        f.read_to_end(&mut key)
+    });
+    if read.is_err() {
+        key = acr_token::keyed::random_key().to_vec();
+        let _ = std::fs::remove_file(&path);
+        if let Err(e) = open(true).and_then(|mut f| f.write_all(&key)) {
+            tracing::debug!(error = %e, "cannot keep the hashing key; persisted tokens will not survive a restart");
+        }
+    }
+    acr_token::keyed::install_key(&key);
 }
 
 fn signal_ready(ready: Option<std::fs::File>, line: &str) {

@@ -73,7 +73,17 @@ fn sweep(shared: &Shared, now: u64) -> (Vec<Arc<Entry>>, Option<u64>) {
             }
             continue;
         }
+        // A wall clock stepped back past the token's start would postpone renewal by the step.
+        let stepped_back = st
+            .token
+            .as_ref()
+            .is_some_and(|t| acr_token::policy::Policy::stale(t, now));
         match st.next_refresh {
+            Some(_) if stepped_back && st.retry_not_before.is_none() => {
+                st.next_refresh = None;
+                drop(st);
+                due.push(entry);
+            }
             Some(at) if at <= now => {
                 st.next_refresh = None;
                 drop(st);
@@ -86,6 +96,7 @@ fn sweep(shared: &Shared, now: u64) -> (Vec<Arc<Entry>>, Option<u64>) {
     if let Some(t) = shared.cache.drop_expired_preloaded(now) {
         consider(t);
     }
+    shared.acquirer.evict_idle(now, policy.refresh_idle);
     (due, next)
 }
 
@@ -106,6 +117,7 @@ async fn refresh(shared: Arc<Shared>, entry: Arc<Entry>) {
             .token
             .as_ref()
             .filter(|_| st.retry_not_before.is_none())
+            .filter(|t| !acr_token::policy::Policy::stale(t, now))
             .map(|t| shared.policy.refresh_at(t, st.jitter))
             .filter(|at| *at > now);
         if let Some(at) = renewed {
@@ -116,5 +128,6 @@ async fn refresh(shared: Arc<Shared>, entry: Arc<Entry>) {
         }
     }
     tracing::debug!(registry = %entry.registry, "proactive refresh");
-    let _ = acquire_locked(&shared, &entry).await;
+    let deadline = tokio::time::Instant::now() + crate::cache::ACQUIRE_TIMEOUT;
+    let _ = acquire_locked(&shared, &entry, deadline, false).await;
 }

@@ -19,6 +19,10 @@ use tokio::task::{JoinHandle, JoinSet};
 /// How long in-flight requests may take to finish after shutdown begins.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Most connections served at once; more are closed at once (the helper then answers
+/// in-process) and counted in `agent status`, so a flood cannot exhaust memory or descriptors.
+pub const MAX_CONNECTIONS: usize = 256;
+
 /// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -58,6 +62,11 @@ pub(crate) async fn run(
             _ = shared.stop.notified() => break Ended::Stop,
             _ = idle(&shared), if exit_when_idle => break Ended::Idle,
             accepted = listener.accept() => match accepted {
+                Ok(conn) if conns.len() >= MAX_CONNECTIONS => {
+                    let n = shared.refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                    tracing::debug!(refused = n, "at the connection limit; closing a new connection");
+                    drop(conn);
+                }
                 Ok(conn) => {
                     conns.spawn(conn::handle(conn, shared.clone()));
                 }

@@ -35,6 +35,8 @@ pub(crate) struct Shared {
     last_request: AtomicU64,
     /// Static logins kept in memory when the caller had no usable keyring.
     pub logins: crate::logins::Logins,
+    /// Connections refused because [`crate::server::MAX_CONNECTIONS`] were being served.
+    pub refused: AtomicU64,
 }
 
 impl Shared {
@@ -60,6 +62,7 @@ impl Shared {
             started_at: now,
             last_request: AtomicU64::new(now),
             logins: Default::default(),
+            refused: AtomicU64::new(0),
         }
     }
 

@@ -3,7 +3,7 @@
 //! (which by construction contain no token or secret).
 
 use crate::state::Shared;
-use acr_proto::ipc::{PersistedEntry, Response, StatusEntry};
+use acr_proto::ipc::{Counters, PersistedEntry, Response, StatusEntry};
 
 /// Identity shown for a token restored from the keyring before any `get` claimed it.
 pub const RESTORED_IDENTITY: &str =
@@ -63,5 +63,13 @@ pub(crate) fn handle(shared: &Shared) -> Response {
         uptime_secs: now.saturating_sub(shared.started_at),
         entries,
         persisted,
+        counters: {
+            let (entra_calls, exchanges) = shared.acquirer.calls();
+            Counters {
+                refused_connections: shared.refused.load(std::sync::atomic::Ordering::Relaxed),
+                entra_calls,
+                exchanges,
+            }
+        },
     }
 }

@@ -88,9 +88,11 @@ async fn restart_serves_the_stored_token_without_acquiring() {
     let (_, secret, _, _) = credential(get(&agent.socket, REG).await);
     assert_eq!(secret, first);
     assert_eq!(acq.total(), 0);
-    // Another identity does not get it.
-    credential(get_as(&agent.socket, REG, "someone-else").await);
-    assert_eq!(acq.total(), 1, "another identity acquires its own");
+    // Another secret of the same identity (accepted: this fake accepts every proof) shares the
+    // identity's token; with the real engine it first costs its own Entra call (tests/e2e).
+    let (_, shared, _, _) = credential(get_as(&agent.socket, REG, "someone-else").await);
+    assert_eq!(shared, first);
+    assert_eq!(acq.total(), 0);
 
     // Forget removes both identities' tokens from the keyring too.
     assert!(matches!(

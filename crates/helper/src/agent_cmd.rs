@@ -142,7 +142,7 @@ pub fn status(json: bool) -> u8 {
         stderr_line("no agent: no home directory, so no private place for its socket");
         return 1;
     };
-    let (pid, version, uptime_secs, entries, persisted) =
+    let (pid, version, uptime_secs, entries, persisted, counters) =
         match client::call(&socket, Request::Status, Duration::from_secs(5)) {
             Ok(Response::Status {
                 pid,
@@ -150,7 +150,8 @@ pub fn status(json: bool) -> u8 {
                 uptime_secs,
                 entries,
                 persisted,
-            }) => (pid, version, uptime_secs, entries, persisted),
+                counters,
+            }) => (pid, version, uptime_secs, entries, persisted, counters),
             _ => {
                 stderr_line(&format!(
                     "no agent is running at {} (it starts on the first `get`)",
@@ -171,7 +172,7 @@ pub fn status(json: bool) -> u8 {
                 )
             })
             .collect();
-        let v = serde_json::json!({ "socket": socket, "pid": pid, "version": version, "uptime_secs": uptime_secs, "entries": entries, "persisted": persisted, "logins": logins });
+        let v = serde_json::json!({ "socket": socket, "pid": pid, "version": version, "uptime_secs": uptime_secs, "entries": entries, "persisted": persisted, "logins": logins, "counters": counters });
         stdout_line(&v.to_string());
         return 0;
     }
@@ -193,6 +194,10 @@ pub fn status(json: bool) -> u8 {
         "agent pid {pid}, version {version}, up {}, socket {}",
         human(uptime_secs),
         socket.display()
+    ));
+    stdout_line(&format!(
+        "upstream calls: {} Entra, {} exchange; connections refused (at capacity): {}",
+        counters.entra_calls, counters.exchanges, counters.refused_connections
     ));
     for e in entries {
         stdout_line(&format!(

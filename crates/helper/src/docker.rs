@@ -14,10 +14,11 @@ use acr_proto::host::{HostError, RegistryHost, MAX_SERVER_URL_LEN};
 use acr_proto::ipc::{Request, Response};
 use acr_proto::Secret;
 use std::io::Read;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// How long `get` waits for the agent's answer (an acquisition is bounded well below this).
-const AGENT_ANSWER_TIMEOUT: Duration = Duration::from_secs(45);
+/// Least time worth starting an in-process acquisition with after the agent failed to answer;
+/// with less left the command reports the agent's failure instead of overrunning its budget.
+const MIN_INPROC_BUDGET: Duration = Duration::from_secs(3);
 
 /// Largest stdin accepted (a `store` payload with a large token is a few KiB).
 const MAX_STDIN: usize = 1 << 20;
@@ -164,14 +165,31 @@ pub fn obtain(host: &RegistryHost, config: &Config) -> Obtained {
     obtain_with_ttl(host, config, None)
 }
 
-/// As [`obtain`], requiring `min_ttl_secs` of remaining life when given.
+/// As [`obtain`], requiring `min_ttl_secs` of remaining life when given, within docker's
+/// budget ([`acr_token::retry::DOCKER_BUDGET`]).
 pub fn obtain_with_ttl(
     host: &RegistryHost,
     config: &Config,
     min_ttl_secs: Option<u64>,
 ) -> Obtained {
+    obtain_by(
+        host,
+        config,
+        min_ttl_secs,
+        Instant::now() + acr_token::retry::DOCKER_BUDGET,
+    )
+}
+
+/// The command's one deadline, passed down: the agent is asked to finish inside it, and after
+/// an agent that did not answer, an in-process acquisition runs only in what is left.
+pub fn obtain_by(
+    host: &RegistryHost,
+    config: &Config,
+    min_ttl_secs: Option<u64>,
+    deadline: Instant,
+) -> Obtained {
     if !agent_disabled() {
-        match via_agent(host, config, min_ttl_secs) {
+        match via_agent(host, config, min_ttl_secs, deadline) {
             Ok(Response::Credential {
                 username,
                 secret,
@@ -188,10 +206,18 @@ pub fn obtain_with_ttl(
             Ok(Response::NotFound) => return Obtained::NotFound,
             Ok(Response::Error { message }) => return Obtained::Error(message),
             Ok(other) => tracing::debug!("unexpected agent answer {other:?}; answering in-process"),
-            Err(e) => tracing::debug!("agent unavailable ({e}); answering in-process"),
+            Err(e) => {
+                if deadline.saturating_duration_since(Instant::now()) < MIN_INPROC_BUDGET {
+                    return Obtained::Error(format!(
+                        "{host}: the agent did not answer within the command's time budget ({e}); try again, or set {}=1 to work without it",
+                        crate::NO_AGENT_ENV
+                    ));
+                }
+                tracing::debug!("agent unavailable ({e}); answering in-process")
+            }
         }
     }
-    match inproc::acquire(host, config) {
+    match inproc::acquire(host, config, deadline) {
         Ok(Some((plan, token))) => Obtained::Credential {
             username: username_for(plan.form).to_string(),
             expires_at: Some(token.expires_at),
@@ -215,23 +241,31 @@ fn via_agent(
     host: &RegistryHost,
     config: &Config,
     min_ttl_secs: Option<u64>,
+    deadline: Instant,
 ) -> Result<Response, String> {
     call_agent(
         || Request::Get {
             registry: host.to_string(),
             env: request_env(config),
             min_ttl_secs,
+            budget_ms: Some(time_left(deadline).as_millis() as u64),
         },
         true,
+        deadline,
     )
 }
 
 /// Sends one request to the agent, replacing one that speaks another protocol version and, when
-/// `start`, starting it if none runs (`Err` when none runs and `start` is false).
-pub fn call_agent(request: impl Fn() -> Request, start: bool) -> Result<Response, String> {
+/// `start`, starting it if none runs (`Err` when none runs and `start` is false). Each wait ends
+/// by `deadline`.
+pub fn call_agent(
+    request: impl Fn() -> Request,
+    start: bool,
+    deadline: Instant,
+) -> Result<Response, String> {
     let socket = acr_proto::paths::socket_path()
         .ok_or("no home directory, so no private place for the agent's socket")?;
-    match client::call(&socket, request(), AGENT_ANSWER_TIMEOUT) {
+    match client::call(&socket, request(), time_left(deadline)) {
         Ok(r) => return Ok(r),
         Err(ClientError::Failed(e)) => return Err(e),
         // Never started in a directory someone else controls; the warning is printed.
@@ -246,7 +280,14 @@ pub fn call_agent(request: impl Fn() -> Request, start: bool) -> Result<Response
         return Err("the agent is not running".into());
     }
     spawn::spawn_agent(&socket)?;
-    client::call(&socket, request(), AGENT_ANSWER_TIMEOUT).map_err(|e| format!("{e:?}"))
+    client::call(&socket, request(), time_left(deadline)).map_err(|e| format!("{e:?}"))
+}
+
+/// What is left of a command's budget (at least a millisecond, so a wait never means "forever").
+fn time_left(deadline: Instant) -> Duration {
+    deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(1))
 }
 
 /// `store`: after `docker login`. A static login (admin user, repository-scoped token) for a

@@ -416,6 +416,12 @@ fn identity(
             if !unused.is_empty() {
                 finding.push_str(&format!("; also set but not used: {}", unused.join(", ")));
             }
+            if let Some(fallback) = acr_token::Engine::fallback_of(&plan) {
+                finding.push_str(&format!(
+                    "; if IMDS is unreachable or has no identity, falls through to the {}",
+                    acr_token::plan::describe(fallback)
+                ));
+            }
             r.ok("identity", &finding);
             Some(plan)
         }

@@ -1,27 +1,24 @@
-//! The in-process engine: used when the agent is turned off or cannot answer. One acquisition
-//! on a current-thread runtime, with one bounded retry for a transient failure.
+//! The in-process engine: used when the agent is turned off or cannot answer. One process-wide
+//! engine (so its Entra token serves every registry of the run, e.g. `warm r1 r2`), acquisitions
+//! on a current-thread runtime with the shared retry policy inside the command's deadline.
 
 use acr_proto::config::Config;
 use acr_proto::env::IdentityEnv;
 use acr_proto::host::RegistryHost;
 use acr_token::{Acquirer, AcrToken, Engine, Plan, SystemClock, TokenError};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
-/// Longest server-requested wait the foreground path honours before giving up.
-const MAX_FOREGROUND_RETRY_WAIT: Duration = Duration::from_secs(5);
+/// The process's engine.
+pub fn engine() -> &'static Engine {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    ENGINE.get_or_init(|| Engine::new(Arc::new(SystemClock)))
+}
 
-/// Acquires a token for `host` with this process's identity environment.
-/// `Ok(None)`: not a registry we serve.
-pub fn acquire(
-    host: &RegistryHost,
-    config: &Config,
-) -> Result<Option<(Plan, AcrToken)>, TokenError> {
-    let engine = Engine::new(Arc::new(SystemClock));
-    let env = IdentityEnv::capture();
-    let Some(plan) = engine.plan(host, &env, config)? else {
-        return Ok(None);
-    };
+/// Runs `work` on a fresh current-thread runtime.
+pub fn block_on<T>(
+    work: impl std::future::Future<Output = Result<T, TokenError>>,
+) -> Result<T, TokenError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -30,17 +27,31 @@ pub fn acquire(
             message: format!("cannot start the I/O runtime: {e}"),
             retry_after: None,
         })?;
-    let token = rt.block_on(async {
-        match engine.acquire(&plan).await {
-            Err(e)
-                if e.is_transient()
-                    && e.retry_after().unwrap_or_default() <= MAX_FOREGROUND_RETRY_WAIT =>
-            {
-                tokio::time::sleep(e.retry_after().unwrap_or(Duration::from_millis(500))).await;
-                engine.acquire(&plan).await
-            }
-            other => other,
-        }
-    })?;
+    rt.block_on(work)
+}
+
+/// Acquires `plan`'s token with retries, finishing by `deadline`.
+pub fn acquire_plan(plan: &Plan, deadline: Instant) -> Result<AcrToken, TokenError> {
+    block_on(async {
+        let deadline = tokio::time::Instant::from_std(deadline);
+        let host = plan.registry.to_string();
+        acr_token::retry::with_retries(deadline, &host, || engine().acquire(plan))
+            .await
+            .0
+    })
+}
+
+/// Acquires a token for `host` with this process's identity environment by `deadline`.
+/// `Ok(None)`: not a registry we serve.
+pub fn acquire(
+    host: &RegistryHost,
+    config: &Config,
+    deadline: Instant,
+) -> Result<Option<(Plan, AcrToken)>, TokenError> {
+    let env = IdentityEnv::capture();
+    let Some(plan) = engine().plan(host, &env, config)? else {
+        return Ok(None);
+    };
+    let token = acquire_plan(&plan, deadline)?;
     Ok(Some((plan, token)))
 }

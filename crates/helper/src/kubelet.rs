@@ -15,11 +15,10 @@ use acr_proto::env::IdentityEnv;
 use acr_proto::host::RegistryHost;
 use acr_proto::ipc::{Request, Response};
 use acr_proto::Secret;
-use acr_token::{Acquirer, Engine, SystemClock, TokenError};
+use acr_token::TokenError;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// API versions kubelet may speak; we answer with the request's.
@@ -201,6 +200,9 @@ fn obtain(
     config: &Config,
 ) -> Result<(String, Secret, u64), String> {
     let sa = service_account(req, config)?;
+    // One deadline for the whole exec, inside kubelet's 60 s.
+    let deadline = std::time::Instant::now() + acr_token::retry::KUBELET_BUDGET;
+    let left = || deadline.saturating_duration_since(std::time::Instant::now());
     // The node agent, when one runs and no per-pod identity is involved.
     let system_socket = std::path::Path::new(acr_proto::paths::SYSTEM_RUNTIME_DIR)
         .join(acr_proto::paths::SOCKET_NAME);
@@ -209,8 +211,9 @@ fn obtain(
             registry: host.to_string(),
             env: crate::docker::request_env(config),
             min_ttl_secs: None,
+            budget_ms: Some(left().as_millis() as u64),
         };
-        match client::call(&system_socket, request, Duration::from_secs(40)) {
+        match client::call(&system_socket, request, left()) {
             Ok(Response::Credential {
                 username,
                 secret,
@@ -218,17 +221,22 @@ fn obtain(
                 ..
             }) => return Ok((username, secret, expires_at)),
             Ok(Response::Error { message }) => return Err(message),
-            other => tracing::debug!(
-                "node agent unavailable ({}); answering in-process",
-                if other.is_ok() {
-                    "unexpected answer"
-                } else {
-                    "no answer"
+            other => {
+                if left() < Duration::from_secs(3) {
+                    return Err(format!("{host}: the node agent did not answer within kubelet's time budget; check `systemctl status` of the agent"));
                 }
-            ),
+                tracing::debug!(
+                    "node agent unavailable ({}); answering in-process",
+                    if other.is_ok() {
+                        "unexpected answer"
+                    } else {
+                        "no answer"
+                    }
+                )
+            }
         }
     }
-    in_process(host, config, sa).map_err(|e| e.to_string())
+    in_process(host, config, sa, deadline).map_err(|e| e.to_string())
 }
 
 fn service_account(
@@ -269,8 +277,9 @@ fn in_process(
     host: &RegistryHost,
     config: &Config,
     sa: Option<(String, String, Secret)>,
+    deadline: std::time::Instant,
 ) -> Result<(String, Secret, u64), TokenError> {
-    let engine = Engine::new(Arc::new(SystemClock));
+    let engine = crate::inproc::engine();
     let env = IdentityEnv::capture();
     // On a node the identity chain ends in managed identity: Azure VMs are detected by their
     // DMI asset tag, and IMDS is never probed anywhere else.
@@ -286,15 +295,7 @@ fn in_process(
             message: "not a registry this provider serves".into(),
         });
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| TokenError::Unavailable {
-            host: "localhost".into(),
-            message: e.to_string(),
-            retry_after: None,
-        })?;
-    let token = rt.block_on(engine.acquire(&plan))?;
+    let token = crate::inproc::acquire_plan(&plan, deadline)?;
     let username = match plan.form {
         // kubelet's API has only username/password; containerd drops a password with an empty
         // or `<token>` user, so the null GUID form is the only one that works here.

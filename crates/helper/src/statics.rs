@@ -149,10 +149,17 @@ fn agent_get(host: &str) -> Option<Secret> {
     let request = || Request::GetLogin {
         registry: host.to_string(),
     };
-    match crate::docker::call_agent(request, false) {
+    match crate::docker::call_agent(request, false, agent_deadline()) {
         Ok(Response::Login { secret, .. }) => Some(secret),
         _ => None,
     }
+}
+
+/// How long a login request may wait for the agent (including starting it).
+const AGENT_LOGIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn agent_deadline() -> std::time::Instant {
+    std::time::Instant::now() + AGENT_LOGIN_TIMEOUT
 }
 
 /// The stored login for `host`, if any, and where it was found.
@@ -222,7 +229,7 @@ pub fn save(host: &str, username: &str, secret: &Secret) -> Result<LoginStore, S
                 username: username.to_string(),
                 secret: secret.clone(),
             };
-            match crate::docker::call_agent(request, true) {
+            match crate::docker::call_agent(request, true, agent_deadline()) {
                 Ok(Response::Ok) => LoginStore::AgentMemory,
                 Ok(Response::Error { message }) => return Err(message),
                 Ok(_) | Err(_) => {
@@ -252,6 +259,7 @@ pub fn remove(host: &str) -> bool {
             registry: host.to_string(),
         },
         false,
+        agent_deadline(),
     );
     if had {
         let _ = edit_index(|index| {

@@ -1,6 +1,6 @@
 //! `sync --file PATH [--min-ttl DUR] REGISTRY...`: runs in the foreground (a sidecar, or beside a
 //! long kaniko/Helm job) and keeps a Docker config JSON fresh: rewritten after every renewal, so
-//! the credentials in it never have less than `min_ttl` left (capped, like the agent's, at 5/6 of
+//! the credentials in it never have less than `min_ttl` left (capped, like the agent's, at 2/3 of
 //! a token's lifetime). Acquisition is `get`'s (the agent, which rides through Entra outages on
 //! its cache, else in-process); a failed round keeps the last good file and retries with backoff.
 //! SIGTERM/SIGINT end it with exit 0, never in the middle of a write.
@@ -179,13 +179,15 @@ fn keep_fresh(sink: &dyn Sink, registries: &[String], min_ttl: u64, config: &Con
 }
 
 fn retry_wait(attempt: &mut u32) -> Duration {
-    let d = Policy::backoff(*attempt, None, rand_unit());
+    // The agent's background backoff, at least a second apart.
+    let d = acr_token::retry::backoff(*attempt, acr_token::retry::BACKGROUND_CAP, rand_unit())
+        .max(Duration::from_secs(1));
     *attempt = attempt.saturating_add(1);
     d
 }
 
 /// When to look again: as soon as the earliest credential would have only its floor left
-/// (`min_ttl`, capped at 5/6 of its lifetime, the agent's rule), at least 1 s and at most 10 min
+/// (`min_ttl`, capped at 2/3 of its lifetime: the agent's rule, `Policy::floor`), at least 1 s and at most 10 min
 /// from now. Static logins do not expire; they are re-read every 10 minutes.
 fn next_check(creds: &[Fresh], min_ttl: u64) -> Duration {
     let now = warm::now();
@@ -203,10 +205,7 @@ fn next_check(creds: &[Fresh], min_ttl: u64) -> Duration {
                 obtained_at: exp.saturating_sub(token.lifetime()),
                 ..token
             };
-            Some(
-                exp.saturating_sub(policy.floor(&token, None))
-                    .saturating_sub(now),
-            )
+            Some(exp.saturating_sub(policy.floor(&token)).saturating_sub(now))
         })
         .min()
         .unwrap_or(600);

@@ -77,7 +77,7 @@ pub fn acquire(raw: &str, min_ttl: Option<u64>, config: &Config) -> Result<Fresh
         let left = fresh.left();
         if left < want {
             return Err(format!(
-                "{}: its tokens live only {} but --min-ttl asks for {}; the registry cannot issue longer-lived tokens, so split the job or lower --min-ttl",
+                "{}: its token has only {} left but --min-ttl asks for {}; the registry's tokens live only so long, so split the job or lower --min-ttl",
                 fresh.host,
                 human(left),
                 human(want)
@@ -87,7 +87,7 @@ pub fn acquire(raw: &str, min_ttl: Option<u64>, config: &Config) -> Result<Fresh
     Ok(fresh)
 }
 
-/// As [`acquire`], asking for `min_ttl` (which the agent caps at 5/6 of a token's lifetime)
+/// As [`acquire`], asking for `min_ttl`
 /// without failing when the registry's tokens are shorter-lived: `sync` renews them instead.
 pub fn fetch(raw: &str, min_ttl: Option<u64>, config: &Config) -> Result<Fresh, String> {
     let host =

@@ -173,6 +173,13 @@ impl Config {
 
     /// Reads and validates one file.
     pub fn read(path: &Path) -> Result<Config, ConfigError> {
+        // A FIFO or device would block the reader forever.
+        if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+            return Err(ConfigError(format!(
+                "cannot read config file {}: not a regular file",
+                path.display()
+            )));
+        }
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", path.display())))?;
         let mut config = Self::parse(&text)

@@ -38,6 +38,10 @@ pub enum Request {
         env: IdentityEnv,
         /// Minimum seconds of life the answer must have, overriding the agent's default.
         min_ttl_secs: Option<u64>,
+        /// Milliseconds the caller will wait for the answer (its command's remaining budget);
+        /// the agent's acquisition ends inside it.
+        #[serde(default)]
+        budget_ms: Option<u64>,
     },
     /// Forget cached tokens for a registry (after `docker logout`).
     Forget {
@@ -113,6 +117,9 @@ pub enum Response {
         /// token). Absent from older agents.
         #[serde(default)]
         persisted: Vec<PersistedEntry>,
+        /// Agent-wide counters.
+        #[serde(default)]
+        counters: Counters,
     },
     /// Done.
     Ok,
@@ -121,6 +128,17 @@ pub enum Response {
         /// The agent's version.
         agent: u32,
     },
+}
+
+/// Agent-wide counters shown by `agent status`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Counters {
+    /// Connections refused because the agent already served its maximum at once.
+    pub refused_connections: u64,
+    /// Entra token requests made.
+    pub entra_calls: u64,
+    /// `/oauth2/exchange` calls made.
+    pub exchanges: u64,
 }
 
 /// One cache entry as shown by `agent status`.
@@ -272,6 +290,7 @@ mod tests {
             registry: "r".into(),
             env,
             min_ttl_secs: None,
+            budget_ms: None,
         };
         assert!(!format!("{req:?}").contains("very-secret-value"));
         let resp = Response::Credential {

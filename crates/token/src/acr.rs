@@ -134,7 +134,7 @@ pub async fn challenge(
         200 => return Err(TokenError::Protocol { host, message: "GET /v2/ succeeded without credentials: the registry needs no login".into() }),
         403 => return Err(TokenError::Protocol { host, message: "GET /v2/ answered 403: the registry's firewall or network rules block this machine (check its network access settings or private endpoint)".into() }),
         404 => return Err(TokenError::Protocol { host, message: "GET /v2/ answered 404: this host is not a container registry".into() }),
-        429 | 500..=599 => return Err(TokenError::Unavailable { host, message: format!("GET /v2/ answered HTTP {status}"), retry_after }),
+        s if crate::retry::transient_status(s) => return Err(TokenError::Unavailable { host, message: format!("GET /v2/ answered HTTP {status}"), retry_after }),
         s => return Err(TokenError::Protocol { host, message: format!("GET /v2/ answered HTTP {s} instead of an authentication challenge") }),
     }
     let parsed: Vec<Challenge> = header
@@ -214,7 +214,7 @@ pub async fn exchange(
                 status,
             })
         }
-        429 | 500..=599 => {
+        s if crate::retry::transient_status(s) => {
             return Err(TokenError::Unavailable {
                 host,
                 message: format!("/oauth2/exchange answered HTTP {status}"),
@@ -228,11 +228,13 @@ pub async fn exchange(
             })
         }
     }
-    let body = resp.text().await.map_err(|e| TokenError::Unavailable {
-        host: host.clone(),
-        message: describe(&e),
-        retry_after: None,
-    })?;
+    let body = crate::http::body_capped(resp)
+        .await
+        .map_err(|message| TokenError::Unavailable {
+            host: host.clone(),
+            message: format!("/oauth2/exchange: {message}"),
+            retry_after: None,
+        })?;
     let json: serde_json::Value =
         serde_json::from_str(&body).map_err(|_| TokenError::Protocol {
             host: host.clone(),

@@ -77,6 +77,48 @@ impl TokenError {
         }
     }
 
+    /// The same error with a note appended to its message (e.g. when to retry).
+    pub fn with_note(self, note: &str) -> TokenError {
+        match self {
+            TokenError::Entra {
+                identity,
+                registry,
+                message,
+                transient,
+                retry_after,
+            } => TokenError::Entra {
+                identity,
+                registry,
+                message: format!("{message}; {note}"),
+                transient,
+                retry_after,
+            },
+            TokenError::Unavailable {
+                host,
+                message,
+                retry_after,
+            } => TokenError::Unavailable {
+                host,
+                message: format!("{message}; {note}"),
+                retry_after,
+            },
+            TokenError::IdentityConfig {
+                identity,
+                registry,
+                message,
+            } => TokenError::IdentityConfig {
+                identity,
+                registry,
+                message: format!("{message}; {note}"),
+            },
+            TokenError::Protocol { host, message } => TokenError::Protocol {
+                host,
+                message: format!("{message}; {note}"),
+            },
+            other => other,
+        }
+    }
+
     /// Server-requested retry delay (`Retry-After`), if any.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {

@@ -8,7 +8,7 @@ use std::time::Duration;
 /// Connect timeout for every request: a dead host fails fast.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Whole-request timeout: bounds every call well inside kubelet's 60 s budget.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The clients one identity environment needs.
 #[derive(Debug, Clone)]
@@ -65,6 +65,9 @@ pub fn build(env: &IdentityEnv) -> Result<Clients, String> {
     })
 }
 
+/// Largest CA bundle read (a full system bundle is ~200 KiB); FIFOs are refused, not waited on.
+const MAX_CA_BYTES: usize = 4 * 1024 * 1024;
+
 /// With `SSL_CERT_FILE`/`SSL_CERT_DIR` set, exactly those roots (OpenSSL's semantics); otherwise
 /// `None`, meaning the platform verifier with the system store.
 fn explicit_roots(env: &IdentityEnv) -> Result<Option<Vec<reqwest::Certificate>>, String> {
@@ -75,7 +78,8 @@ fn explicit_roots(env: &IdentityEnv) -> Result<Option<Vec<reqwest::Certificate>>
     }
     let mut certs = Vec::new();
     if let Some(f) = file {
-        if let Ok(bytes) = std::fs::read(f) {
+        if let Ok(bytes) = crate::files::read_capped_blocking(std::path::Path::new(f), MAX_CA_BYTES)
+        {
             certs.extend(reqwest::Certificate::from_pem_bundle(&bytes).unwrap_or_default());
         }
     }
@@ -84,7 +88,7 @@ fn explicit_roots(env: &IdentityEnv) -> Result<Option<Vec<reqwest::Certificate>>
             continue;
         };
         for entry in entries.flatten() {
-            if let Ok(bytes) = std::fs::read(entry.path()) {
+            if let Ok(bytes) = crate::files::read_capped_blocking(&entry.path(), MAX_CA_BYTES) {
                 certs.extend(reqwest::Certificate::from_pem_bundle(&bytes).unwrap_or_default());
             }
         }
@@ -168,14 +172,59 @@ fn tls_failure(chain: &[String]) -> String {
     format!("TLS failed ({detail}); if a proxy or private CA is in the way, add its CA to the system trust store or SSL_CERT_FILE")
 }
 
-/// Reads `Retry-After` in seconds (the HTTP-date form is treated as absent), capped at 10 minutes.
+/// Reads `Retry-After` as delay-seconds or an HTTP-date (RFC 9110 §10.2.3), capped at 10 minutes.
 pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let secs: u64 = headers
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    Some(Duration::from_secs(secs.min(600)))
+    parse_retry_after(headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?)
+}
+
+/// Parses one `Retry-After` value against the system clock; a date in the past means "now".
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    let wait = match value.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => {
+            let at = httpdate::parse_http_date(value).ok()?;
+            at.duration_since(std::time::SystemTime::now())
+                .unwrap_or(Duration::ZERO)
+        }
+    };
+    Some(wait.min(Duration::from_secs(600)))
+}
+
+/// Largest response body read from Entra, a managed identity endpoint, a CI issuer or the
+/// registry's token endpoints; real answers are a few KiB.
+pub const MAX_BODY: usize = 256 * 1024;
+
+/// Reads a response body up to [`MAX_BODY`]; a longer body is an error, never buffered whole.
+pub async fn body_capped(mut resp: reqwest::Response) -> Result<String, String> {
+    let mut out = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| describe(&e))? {
+        if out.len() + chunk.len() > MAX_BODY {
+            return Err(format!("answer larger than {} KiB", MAX_BODY / 1024));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    String::from_utf8(out).map_err(|_| "answer is not UTF-8".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_in_seconds_and_as_a_date() {
+        assert_eq!(parse_retry_after("2"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_retry_after("99999"), Some(Duration::from_secs(600)));
+        let soon = std::time::SystemTime::now() + Duration::from_secs(120);
+        let d = parse_retry_after(&httpdate::fmt_http_date(soon)).unwrap();
+        assert!(
+            d > Duration::from_secs(100) && d <= Duration::from_secs(120),
+            "{d:?}"
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
 }

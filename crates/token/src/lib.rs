@@ -11,11 +11,15 @@ pub mod acr;
 pub mod clock;
 pub mod engine;
 pub mod error;
+pub mod files;
 pub mod http;
 pub mod identity;
 pub mod jwt;
+pub mod keyed;
 pub mod plan;
 pub mod policy;
+pub mod proof;
+pub mod retry;
 
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use engine::{Acquirer, Engine};

@@ -16,7 +16,6 @@ use acr_proto::config::{Config, CredentialForm, IdentityKind};
 use acr_proto::env::IdentityEnv;
 use acr_proto::host::{Cloud, RegistryHost};
 use acr_proto::Secret;
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
 /// The resource of ACR's own Entra audience (works with ARM-audience auth disabled).
@@ -151,8 +150,17 @@ pub struct Plan {
     pub form: CredentialForm,
     /// Caller's environment (TLS trust, proxies, CLI PATH).
     pub env: IdentityEnv,
-    /// Cache key: hash of cloud, tenant, identity, audience, registry.
+    /// Cache key of this identity's ACR tokens for this registry: a keyed hash (see
+    /// [`crate::keyed`]) of authority, scope, identity and registry. The proof of identity is
+    /// not part of it; it is checked separately ([`crate::proof`]).
     pub key: String,
+    /// Keyed hash of authority, scope and identity (no registry, no secret): one Entra token
+    /// per identity serves every registry of the cloud.
+    pub identity_key: String,
+    /// An Azure CLI login to fall through to when IMDS, picked by the chain (not by the config)
+    /// and with `az` on PATH, is unreachable or has no identity: an `az login` user on an Azure
+    /// VM without a managed identity.
+    pub fallback: Option<Box<Source>>,
     /// Identity in words for messages and `agent status` (never a secret).
     pub identity: String,
 }
@@ -242,7 +250,23 @@ fn plan_with(
         (None, kind) => explicit(kind, &ctx)?,
     };
     let identity = describe(&source);
-    let key = cache_key(&authority, &scope, registry, &source, env);
+    let material = identity_material(&authority, &scope, &source, env);
+    let key = crate::keyed::hash(&[&material, &registry.to_string()]);
+    let identity_key = crate::keyed::hash(&[&material]);
+    let fallback = match &source {
+        Source::ManagedIdentity {
+            endpoint: MiEndpoint::Imds { .. },
+            ..
+        } if !ctx.mi_configured()
+            && s.identity.is_none_or(|k| k == IdentityKind::Auto)
+            && az_on_path(env) =>
+        {
+            Some(Box::new(Source::AzureCli {
+                tenant: ctx.tenant.clone(),
+            }))
+        }
+        _ => None,
+    };
     Ok(Some(Plan {
         registry: registry.clone(),
         cloud,
@@ -253,6 +277,8 @@ fn plan_with(
         form: s.credential_form.unwrap_or_default(),
         env: env.clone(),
         key,
+        identity_key,
+        fallback,
         identity,
     }))
 }
@@ -537,80 +563,58 @@ pub fn describe(source: &Source) -> String {
     }
 }
 
-fn cache_key(
-    authority: &str,
-    scope: &str,
-    registry: &RegistryHost,
-    source: &Source,
-    env: &IdentityEnv,
-) -> String {
-    let mut h = Sha256::new();
-    let mut put = |s: &str| {
-        h.update((s.len() as u64).to_be_bytes());
-        h.update(s.as_bytes());
-    };
-    put(authority);
-    put(scope);
-    put(&registry.to_string());
+/// What identifies an identity, without any secret: the secret inputs are the proof
+/// ([`crate::proof`]), kept out of this so a rotated secret or assertion is the same identity.
+fn identity_material(authority: &str, scope: &str, source: &Source, env: &IdentityEnv) -> String {
+    let mut parts: Vec<String> = vec![authority.into(), scope.into()];
     match source {
         Source::ClientSecret {
-            tenant,
-            client_id,
-            secret,
-        } => {
-            put("secret");
-            put(tenant);
-            put(client_id);
-            put(secret.expose());
-        }
+            tenant, client_id, ..
+        } => parts.extend(["sp".into(), tenant.clone(), client_id.clone()]),
         Source::ClientCertificate {
-            tenant,
-            client_id,
-            path,
-            ..
-        } => {
-            put("cert");
-            put(tenant);
-            put(client_id);
-            put(&path.to_string_lossy());
-        }
+            tenant, client_id, ..
+        } => parts.extend(["sp".into(), tenant.clone(), client_id.clone()]),
         Source::Federated {
             tenant,
             client_id,
             assertion,
         } => {
-            put("federated");
-            put(tenant);
-            put(client_id);
+            parts.extend(["federated".into(), tenant.clone(), client_id.clone()]);
             match assertion {
-                AssertionSource::File(p) => put(&p.to_string_lossy()),
-                AssertionSource::GithubActions { request_url, .. } => {
-                    put(request_url.split('?').next().unwrap_or(""))
-                }
+                AssertionSource::File(_) => parts.push("file".into()),
+                AssertionSource::GithubActions { .. } => parts.push("gha".into()),
                 AssertionSource::AzurePipelines {
                     service_connection_id,
                     ..
-                } => put(service_connection_id),
-                AssertionSource::Static(t) => put(t.expose()),
+                } => parts.extend(["ado".into(), service_connection_id.clone()]),
+                AssertionSource::Static(_) => parts.push("service-account".into()),
             }
         }
         Source::ManagedIdentity { endpoint, id } => {
-            put("mi");
+            parts.push("mi".into());
             match endpoint {
-                MiEndpoint::AppService { endpoint, .. } => put(endpoint),
-                MiEndpoint::Imds { origin } => put(origin),
+                MiEndpoint::AppService { endpoint, .. } => parts.push(endpoint.clone()),
+                MiEndpoint::Imds { origin } => parts.push(origin.clone()),
             }
-            put(&format!("{id:?}"));
+            match id {
+                None => parts.push("system".into()),
+                Some(UserAssigned::ClientId(c)) => parts.extend(["client".into(), c.clone()]),
+                Some(UserAssigned::ObjectId(o)) => parts.extend(["object".into(), o.clone()]),
+                Some(UserAssigned::ResourceId(r)) => parts.extend(["resource".into(), r.clone()]),
+            }
         }
-        Source::AzureCli { tenant } => {
-            put("cli");
-            put(tenant.as_deref().unwrap_or(""));
-            put(env.get("AZURE_CONFIG_DIR").unwrap_or(""));
-            put(env.get("HOME").unwrap_or(""));
-        }
+        Source::AzureCli { tenant } => parts.extend([
+            "cli".into(),
+            tenant.clone().unwrap_or_default(),
+            env.get("AZURE_CONFIG_DIR").unwrap_or("").into(),
+            env.get("HOME").unwrap_or("").into(),
+        ]),
     }
-    let digest = h.finalize();
-    hex::encode(&digest[..16])
+    parts
+        .iter()
+        .map(|p| format!("{}:{p}", p.len()))
+        .collect::<Vec<_>>()
+        .join("")
 }
 
 #[cfg(test)]

@@ -1,16 +1,20 @@
 //! How long a token may be served and when to renew it, from each token's own lifetime.
 //!
-//! A 3-hour ACR token is renewed once less than `min_ttl` (default 150 min) would be left, so
-//! every `get` hands out a token that outlives a long push. The floor is capped at 5/6 of the
-//! token's lifetime, so a token that lives 40 seconds or 24 hours is handled the same way and a
-//! renewal is always scheduled in the future (no loops).
+//! One refresh rule, used by `get` and the scheduler alike: a token is renewed once less than
+//! R = min(min_ttl, 2/3 of its own lifetime) is left (default min_ttl 2 h). A 3-hour ACR token
+//! is renewed after 1 h and every `get` hands out ≥ 2 h; a 40-second or 24-hour token is renewed
+//! at most 3 times per lifetime (never before a third of its life has passed), so renewal never
+//! loops. A caller asking for more than R (`warm --min-ttl`) gets one synchronous renewal.
+//!
+//! Expiry survives wall-clock steps: a token whose remaining life exceeds its lifetime (the clock
+//! went back) or whose expiry has passed (the clock went forward) is stale.
 
 use crate::AcrToken;
 use acr_proto::config::{parse_duration, AgentSettings};
 use std::time::Duration;
 
 /// Default minimum life left in a token handed out.
-pub const DEFAULT_MIN_TTL: Duration = Duration::from_secs(150 * 60);
+pub const DEFAULT_MIN_TTL: Duration = Duration::from_secs(2 * 3600);
 /// Default idle time after which a registry stops being refreshed.
 pub const DEFAULT_REFRESH_IDLE: Duration = Duration::from_secs(12 * 3600);
 /// Default idle time after which a per-user agent exits.
@@ -59,49 +63,50 @@ impl Policy {
         }
     }
 
-    /// The floor for this token: `min_ttl`, capped at 5/6 of its lifetime.
-    pub fn floor(&self, token: &AcrToken, min_ttl: Option<u64>) -> u64 {
-        min_ttl
-            .unwrap_or(self.min_ttl)
-            .min((u128::from(token.lifetime()) * 5 / 6) as u64)
+    /// R for this token: `min_ttl`, capped at 2/3 of its lifetime.
+    pub fn floor(&self, token: &AcrToken) -> u64 {
+        self.min_ttl
+            .min((u128::from(token.lifetime()) * 2 / 3) as u64)
     }
 
-    /// Whether the token may be served as-is at `now`.
+    /// Whether the wall clock moved so that the token's times cannot be trusted at `now`: it
+    /// went back past when the token was obtained, or forward past its expiry.
+    pub fn stale(token: &AcrToken, now: u64) -> bool {
+        now < token.obtained_at || token.remaining(now) == 0
+    }
+
+    /// Whether the token may be served as-is at `now`: not stale, and at least R left (or the
+    /// caller's explicit `min_ttl`, uncapped).
     pub fn fresh_enough(&self, token: &AcrToken, now: u64, min_ttl: Option<u64>) -> bool {
-        token.remaining(now) >= self.floor(token, min_ttl).max(1)
+        let need = min_ttl.unwrap_or_else(|| self.floor(token));
+        !Self::stale(token, now) && token.remaining(now) >= need.max(1)
     }
 
-    /// When to renew: before the floor is reached, earlier by up to 5 % of the lifetime
-    /// (`jitter` in 0..1) so many registries do not renew in lockstep. Always after `obtained_at`.
+    /// When to renew in the background: when R is reached, earlier by up to 5 % of the
+    /// lifetime (`jitter` in 0..1) so many registries do not renew in lockstep, but never before
+    /// a third of the lifetime has passed (at most 3 renewals per lifetime).
     pub fn refresh_at(&self, token: &AcrToken, jitter: f64) -> u64 {
-        let lead = (token.lifetime() as f64 * 0.05 * jitter.clamp(0.0, 1.0)) as u64;
+        let lifetime = token.lifetime();
+        let lead = (lifetime as f64 * 0.05 * jitter.clamp(0.0, 1.0)) as u64;
+        let earliest = token.obtained_at + lifetime.div_ceil(3).max(1);
         token
             .expires_at
-            .saturating_sub(self.floor(token, None))
+            .saturating_sub(self.floor(token))
             .saturating_sub(lead)
-            .max(token.obtained_at + 1)
-    }
-
-    /// Delay before retry number `attempt` (0-based) after a transient failure: exponential from
-    /// 2 s, capped at 5 min, with up to 25 % jitter, and never less than the server's `Retry-After`.
-    pub fn backoff(attempt: u32, retry_after: Option<Duration>, jitter: f64) -> Duration {
-        let base = 2u64.saturating_mul(1u64 << attempt.min(10)).min(300);
-        let with_jitter =
-            Duration::from_secs_f64(base as f64 * (1.0 + 0.25 * jitter.clamp(0.0, 1.0)));
-        retry_after.map_or(with_jitter, |r| {
-            r.max(with_jitter.min(Duration::from_secs(300)))
-        })
+            .max(earliest)
     }
 }
 
 /// Builds an [`AcrToken`] from a refresh token received at local time `now`: lifetime from
-/// `exp − iat` (immune to clock skew), else `exp − now`, else [`CONSERVATIVE_LIFETIME`].
+/// `exp − iat` (immune to clock skew), else `exp − now`, else (no `exp` at all)
+/// [`CONSERVATIVE_LIFETIME`]. A token with no `iat` whose `exp` has passed gets no life at all.
 pub fn token_from(refresh_token: acr_proto::Secret, now: u64) -> AcrToken {
     let claims = crate::jwt::claims(refresh_token.expose()).unwrap_or_default();
     let lifetime = match (claims.exp, claims.iat) {
         (Some(exp), Some(iat)) if exp > iat => exp - iat,
-        (Some(exp), _) if exp > now.saturating_add(10) => exp - now,
-        _ => CONSERVATIVE_LIFETIME,
+        (Some(exp), _) if exp > now => exp - now,
+        (Some(_), _) => 0,
+        (None, _) => CONSERVATIVE_LIFETIME,
     };
     AcrToken {
         refresh_token,
@@ -124,48 +129,59 @@ mod tests {
     }
 
     #[test]
-    fn three_hour_token_is_renewed_before_the_floor() {
+    fn three_hour_token_is_renewed_after_one_hour_and_serves_two() {
         let p = Policy::default();
         let t = tok(1000, 3 * 3600);
-        assert_eq!(p.floor(&t, None), 150 * 60);
-        let at = p.refresh_at(&t, 0.0);
-        assert_eq!(at, 1000 + 30 * 60);
-        assert!(p.refresh_at(&t, 1.0) < at);
-        assert!(p.fresh_enough(&t, at - 1, None));
-        assert!(!p.fresh_enough(&t, at + 1, None));
+        assert_eq!(p.floor(&t), 2 * 3600);
+        assert_eq!(p.refresh_at(&t, 0.0), 1000 + 3600);
+        assert_eq!(
+            p.refresh_at(&t, 1.0),
+            1000 + 3600,
+            "never before a third of the life"
+        );
+        assert!(p.fresh_enough(&t, 1000 + 3600, None));
+        assert!(!p.fresh_enough(&t, 1000 + 3601, None));
+        // An explicit ask is not capped.
+        assert!(!p.fresh_enough(&t, 1000, Some(3 * 3600 + 1)));
     }
 
     #[test]
-    fn short_and_long_tokens_never_loop() {
+    fn at_most_three_renewals_per_lifetime_for_any_lifetime() {
         let p = Policy::default();
-        for lifetime in [2, 40, 600, 3600, 86_400] {
-            let t = tok(5000, lifetime);
+        for lifetime in [2, 40, 600, 3600, 3 * 3600, 86_400] {
             for j in [0.0, 0.5, 1.0] {
-                let at = p.refresh_at(&t, j);
+                // Renew back to back for ten lifetimes: count renewals per lifetime.
+                let mut t = tok(5000, lifetime);
+                let mut renewals = 0u64;
+                while t.obtained_at < 5000 + 10 * lifetime {
+                    let at = p.refresh_at(&t, j);
+                    assert!(at > t.obtained_at && at < t.expires_at.max(t.obtained_at + 2));
+                    assert!(
+                        p.fresh_enough(&t, at.min(t.expires_at - 1).max(t.obtained_at), None)
+                            || lifetime < 3
+                    );
+                    t = tok(at, lifetime);
+                    renewals += 1;
+                }
                 assert!(
-                    at > t.obtained_at && at < t.expires_at.max(t.obtained_at + 2),
-                    "lifetime {lifetime}: {at}"
+                    renewals <= 30,
+                    "lifetime {lifetime}: {renewals} renewals in 10 lifetimes"
                 );
             }
-            assert!(
-                p.fresh_enough(&t, t.obtained_at, None),
-                "a new token is always servable ({lifetime})"
-            );
+            assert!(p.fresh_enough(&tok(5000, lifetime), 5000, None));
         }
-        assert_eq!(p.floor(&tok(0, 86_400), None), 150 * 60);
-        assert_eq!(p.floor(&tok(0, 60), None), 50);
+        assert_eq!(p.floor(&tok(0, 86_400)), 2 * 3600);
+        assert_eq!(p.floor(&tok(0, 60)), 40);
     }
 
     #[test]
-    fn backoff_grows_caps_and_honours_retry_after() {
-        assert_eq!(Policy::backoff(0, None, 0.0), Duration::from_secs(2));
-        assert_eq!(Policy::backoff(3, None, 0.0), Duration::from_secs(16));
-        assert_eq!(Policy::backoff(20, None, 0.0), Duration::from_secs(300));
-        assert!(Policy::backoff(0, None, 1.0) <= Duration::from_millis(2500));
-        assert_eq!(
-            Policy::backoff(0, Some(Duration::from_secs(7)), 0.0),
-            Duration::from_secs(7)
-        );
+    fn wall_clock_steps_make_a_token_stale() {
+        let p = Policy::default();
+        let t = tok(10_000, 3 * 3600);
+        assert!(p.fresh_enough(&t, 10_000, None));
+        assert!(Policy::stale(&t, 10_000 - 3600), "clock went back an hour");
+        assert!(!p.fresh_enough(&t, 10_000 - 3600, None));
+        assert!(Policy::stale(&t, 10_000 + 3 * 3600), "clock went past exp");
     }
 
     #[test]
@@ -187,6 +203,11 @@ mod tests {
         assert_eq!(
             token_from(Secret::new("opaque"), 100).expires_at,
             100 + CONSERVATIVE_LIFETIME
+        );
+        // No iat and exp already past: no life, not "one hour".
+        assert_eq!(
+            token_from(Secret::new(enc(r#"{"exp":50}"#)), 100).expires_at,
+            100
         );
     }
 }

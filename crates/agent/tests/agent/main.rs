@@ -5,6 +5,7 @@
 mod common;
 
 mod get;
+mod limits;
 mod protocol;
 mod refresh;
 mod socket;

@@ -239,6 +239,7 @@ pub async fn get_as(socket: &Path, registry: &str, client_secret: &str) -> Respo
             registry: registry.to_string(),
             env: sp_env(client_secret),
             min_ttl_secs: None,
+            budget_ms: None,
         },
     )
     .await

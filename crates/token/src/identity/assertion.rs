@@ -25,10 +25,10 @@ impl FederatedAssertion {
     async fn fetch(&self) -> Result<String, String> {
         match &self.source {
             AssertionSource::File(path) => {
-                let text = tokio::fs::read_to_string(path)
+                let bytes = crate::files::read_capped(path.clone(), crate::proof::MAX_ASSERTION_BYTES)
                     .await
                     .map_err(|e| format!("cannot read the federated token file {} ({e}): check AZURE_FEDERATED_TOKEN_FILE", path.display()))?;
-                let token = text.trim().to_string();
+                let token = String::from_utf8_lossy(&bytes).trim().to_string();
                 if token.is_empty() {
                     return Err(format!(
                         "the federated token file {} is empty",
@@ -102,9 +102,10 @@ async fn json_field(resp: reqwest::Response, field: &str, what: &str) -> Result<
     if !status.is_success() {
         return Err(format!("{what} answered HTTP {}", status.as_u16()));
     }
-    let body: serde_json::Value = resp
-        .json()
+    let text = crate::http::body_capped(resp)
         .await
+        .map_err(|m| format!("{what}: {m}"))?;
+    let body: serde_json::Value = serde_json::from_str(&text)
         .map_err(|_| format!("{what} answered something that is not JSON"))?;
     body.get(field)
         .and_then(|v| v.as_str())

@@ -42,14 +42,30 @@ impl CertificateAssertion {
         client_id: &str,
         audience: &str,
     ) -> Result<Self, String> {
-        let shown = path.display();
         let bytes = std::fs::read(path).map_err(|e| {
-            format!("cannot read certificate {shown} ({e}): check AZURE_CLIENT_CERTIFICATE_PATH")
+            format!(
+                "cannot read certificate {} ({e}): check AZURE_CLIENT_CERTIFICATE_PATH",
+                path.display()
+            )
         })?;
+        Self::from_bytes(path, &bytes, password, send_chain, client_id, audience)
+    }
+
+    /// As [`CertificateAssertion::load`], from the file's bytes already read (off the runtime,
+    /// size-capped) by the caller; `path` is only named in errors.
+    pub fn from_bytes(
+        path: &Path,
+        bytes: &[u8],
+        password: Option<&Secret>,
+        send_chain: bool,
+        client_id: &str,
+        audience: &str,
+    ) -> Result<Self, String> {
+        let shown = path.display();
         let (key_der, chain_der) = if bytes.windows(11).any(|w| w == b"-----BEGIN ") {
-            from_pem(&bytes).map_err(|m| format!("certificate {shown}: {m}"))?
+            from_pem(bytes).map_err(|m| format!("certificate {shown}: {m}"))?
         } else {
-            from_pkcs12(&bytes, password.map(Secret::expose).unwrap_or(""))
+            from_pkcs12(bytes, password.map(Secret::expose).unwrap_or(""))
                 .map_err(|m| format!("certificate {shown}: {m}"))?
         };
         let key = RsaKeyPair::from_pkcs8(&key_der)

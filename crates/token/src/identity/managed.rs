@@ -69,7 +69,9 @@ pub async fn token(
     })?;
     let status = resp.status().as_u16();
     let retry_after = crate::http::retry_after(resp.headers());
-    let body = resp.text().await.unwrap_or_default();
+    let body = crate::http::body_capped(resp)
+        .await
+        .map_err(|m| fail(format!("managed identity endpoint {host}: {m}"), true, None))?;
     if status != 200 {
         let detail: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
         let text = detail

@@ -13,7 +13,8 @@ mod managed;
 
 use crate::error::{aadsts_hint, find_aadsts, TokenError};
 use crate::http::Clients;
-use crate::plan::{Plan, Source};
+use crate::plan::{AssertionSource, Plan, Source};
+use crate::proof::Material;
 use acr_proto::Secret;
 use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
 use azure_core::credentials::TokenCredential;
@@ -32,9 +33,15 @@ pub struct EntraToken {
     pub tenant: Option<String>,
 }
 
-/// Acquires an Entra token for the plan's scope with the plan's identity.
-pub async fn entra_token(plan: &Plan, clients: &Clients) -> Result<EntraToken, TokenError> {
-    let token = match &plan.source {
+/// Acquires an Entra token for the plan's scope with `source` (the plan's, or its fallback),
+/// using file `material` already read for the proof.
+pub async fn entra_token(
+    plan: &Plan,
+    clients: &Clients,
+    source: &Source,
+    material: &Material,
+) -> Result<EntraToken, TokenError> {
+    let token = match source {
         Source::ManagedIdentity { endpoint, id } => {
             managed::token(plan, clients, endpoint, id.as_ref()).await?
         }
@@ -66,14 +73,25 @@ pub async fn entra_token(plan: &Plan, clients: &Clients) -> Result<EntraToken, T
             password,
             send_chain,
         } => {
-            let assertion = CertificateAssertion::load(
-                path,
-                password.as_ref(),
-                *send_chain,
-                client_id,
-                &format!("{}/{tenant}/oauth2/v2.0/token", plan.authority),
-            )
-            .map_err(|message| TokenError::IdentityConfig {
+            let audience = format!("{}/{tenant}/oauth2/v2.0/token", plan.authority);
+            let loaded = match material {
+                Material::Certificate(bytes) => CertificateAssertion::from_bytes(
+                    path,
+                    bytes,
+                    password.as_ref(),
+                    *send_chain,
+                    client_id,
+                    &audience,
+                ),
+                _ => CertificateAssertion::load(
+                    path,
+                    password.as_ref(),
+                    *send_chain,
+                    client_id,
+                    &audience,
+                ),
+            };
+            let assertion = loaded.map_err(|message| TokenError::IdentityConfig {
                 identity: plan.identity.clone(),
                 registry: plan.registry.to_string(),
                 message,
@@ -85,7 +103,14 @@ pub async fn entra_token(plan: &Plan, clients: &Clients) -> Result<EntraToken, T
             client_id,
             assertion,
         } => {
-            let assertion = FederatedAssertion::new(assertion.clone(), clients.secure.clone());
+            // A file's content was read for the proof: use exactly that.
+            let source = match (assertion, material) {
+                (AssertionSource::File(_), Material::Assertion(text)) => {
+                    AssertionSource::Static(text.clone())
+                }
+                _ => assertion.clone(),
+            };
+            let assertion = FederatedAssertion::new(source, clients.secure.clone());
             assertion_credential(plan, clients, tenant, client_id, assertion).await?
         }
     };
@@ -151,7 +176,8 @@ fn sdk_error(plan: &Plan, err: azure_core::Error) -> TokenError {
     let (status, retry_after, connection) = http_failure(&err);
     let transient = transport.is_some()
         || connection
-        || matches!(status, Some(s) if s >= 500 || s == 429 || s == 408)
+        || status.is_some_and(crate::retry::transient_status)
+        || crate::retry::transient_entra_text(&all)
         || matches!(err.kind(), ErrorKind::Io);
     let message = if let Some(code) = find_aadsts(&all) {
         match aadsts_hint(code) {
@@ -193,11 +219,7 @@ fn http_failure(err: &azure_core::Error) -> (Option<u16>, Option<std::time::Dura
                         let value = r
                             .headers()
                             .get_optional_str(&azure_core::http::headers::RETRY_AFTER)?;
-                        value
-                            .trim()
-                            .parse::<u64>()
-                            .ok()
-                            .map(|s| std::time::Duration::from_secs(s.min(600)))
+                        crate::http::parse_retry_after(value)
                     });
                     return (Some(u16::from(*status)), retry_after, connection);
                 }
