@@ -319,9 +319,15 @@ fn sync_rides_through_an_entra_outage_and_recovers() {
     let authfile = s.world.root().join("auth.json");
     let mut sync = start_sync(&s, &authfile);
 
-    // Entra answers 503 for 30 seconds: the file keeps a credential that still works.
-    s.fake
-        .set_fault(Endpoint::EntraToken, Some(acr_testkit::Fault::Status(503)));
+    // Entra and the registry's token exchange answer 503 for 30 seconds (the agent keeps Entra
+    // tokens across ACR renewals, so an outage of Entra alone may not even be noticed): the file
+    // keeps a credential that still works.
+    let attempts = || s.fake.count(Endpoint::EntraToken) + s.fake.count(Endpoint::AcrExchange);
+    let before = attempts();
+    for endpoint in [Endpoint::EntraToken, Endpoint::AcrExchange] {
+        s.fake
+            .set_fault(endpoint, Some(acr_testkit::Fault::Status(503)));
+    }
     let outage = Instant::now();
     let mut last = String::new();
     while outage.elapsed() < Duration::from_secs(30) {
@@ -333,12 +339,13 @@ fn sync_rides_through_an_entra_outage_and_recovers() {
         std::thread::sleep(Duration::from_secs(5));
     }
     assert!(
-        s.fake.count(Endpoint::EntraToken) >= 2,
+        attempts() >= before + 2,
         "renewal was attempted during the outage"
     );
 
-    // Entra is back: a new credential with most of its life arrives.
+    // The cloud is back: a new credential with most of its life arrives.
     s.fake.set_fault(Endpoint::EntraToken, None);
+    s.fake.set_fault(Endpoint::AcrExchange, None);
     let back = Instant::now();
     loop {
         let token = token_in(&authfile);
