@@ -115,6 +115,25 @@ pub fn token_from(refresh_token: acr_proto::Secret, now: u64) -> AcrToken {
     }
 }
 
+/// Builds an [`AcrToken`] from a refresh token someone else obtained and kept (a `docker login`
+/// the helper stored), placed by its own claims: issued at `iat`, expiring at `exp`, the lifetime
+/// capped at [`MAX_LIFETIME`] (no `iat`: assumed that long, so the floor is the full `min_ttl`).
+/// `None` when it is not a JWT with an `exp`: nothing says when it is due.
+pub fn stored_token(refresh_token: acr_proto::Secret) -> Option<AcrToken> {
+    let claims = crate::jwt::claims(refresh_token.expose())?;
+    let expires_at = claims.exp?;
+    let earliest = expires_at.saturating_sub(MAX_LIFETIME);
+    let obtained_at = claims
+        .iat
+        .filter(|iat| *iat < expires_at)
+        .map_or(earliest, |iat| iat.max(earliest));
+    Some(AcrToken {
+        refresh_token,
+        obtained_at,
+        expires_at,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,5 +228,27 @@ mod tests {
             token_from(Secret::new(enc(r#"{"exp":50}"#)), 100).expires_at,
             100
         );
+    }
+
+    #[test]
+    fn stored_tokens_are_placed_by_their_claims() {
+        use base64::Engine as _;
+        let enc = |p: &str| {
+            format!(
+                "h.{}.s",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(p)
+            )
+        };
+        let t = stored_token(Secret::new(enc(r#"{"iat":1000,"exp":11800}"#))).unwrap();
+        assert_eq!((t.obtained_at, t.expires_at), (1000, 11_800));
+        let p = Policy::default();
+        assert!(p.fresh_enough(&t, 1000, None));
+        assert!(!p.fresh_enough(&t, 11_000, None), "due well before expiry");
+        let no_iat = stored_token(Secret::new(enc(r#"{"exp":200000}"#))).unwrap();
+        assert_eq!(no_iat.lifetime(), MAX_LIFETIME);
+        let ancient = stored_token(Secret::new(enc(r#"{"iat":1,"exp":200000}"#))).unwrap();
+        assert_eq!(ancient.lifetime(), MAX_LIFETIME);
+        assert!(stored_token(Secret::new(enc(r#"{"iat":5}"#))).is_none());
+        assert!(stored_token(Secret::new("opaque")).is_none());
     }
 }
