@@ -189,7 +189,7 @@ pub fn is_token_username(username: &str) -> bool {
 /// (`docker login -u <admin user>` hands us the registry's refresh token, never the password).
 /// Anything else in that form is ours to mint, so it is accepted and not kept.
 pub fn keeps_token_login(secret: &Secret, now: u64) -> bool {
-    stored_token(secret.clone()).is_some_and(|t| t.expires_at > now)
+    stored_token(secret.clone(), now).is_some_and(|t| t.expires_at > now)
 }
 
 /// The stored login for `host` that may be served now. A static login always; a token login
@@ -201,10 +201,9 @@ pub fn lookup(host: &str, policy: &Policy) -> Option<(String, Secret)> {
     if !is_token_username(&username) {
         return Some((username, secret));
     }
-    match stored_token(secret.clone()) {
-        Some(token) if policy.fresh_enough(&token, SystemClock.now(), None) => {
-            Some((username, secret))
-        }
+    let now = SystemClock.now();
+    match stored_token(secret.clone(), now) {
+        Some(token) if policy.fresh_enough(&token, now, None) => Some((username, secret)),
         _ => {
             tracing::debug!(
                 registry = host,
