@@ -2,6 +2,12 @@
 //! fresh user namespace, whose kernel keyrings are its own: the machine's keyring is never touched.
 
 use crate::util::*;
+use acr_testkit::Endpoint;
+use std::process::Output;
+use std::time::Duration;
+
+/// The registry the tests log in to.
+const HOST: &str = "myreg.azurecr.io";
 
 /// Runs a shell script with the binary as `$H`, in a new user + mount namespace.
 fn in_own_keyring(s: &Setup, script: &str) -> std::process::Output {
@@ -75,15 +81,160 @@ echo "== get"; printf myreg.azurecr.io | "$H" get || echo "exit $?"
     );
 }
 
+/// As [`in_own_keyring`], with the world's /etc/hosts and trust store, the secret app's identity
+/// and debug logs: `get` can fall through to Entra.
+fn in_own_keyring_with_entra(s: &Setup, script: &str, env: &[(&str, &str)]) -> Output {
+    let full = format!("mount --bind \"$HOSTS\" /etc/hosts || exit 9\n{script}");
+    std::process::Command::new("unshare")
+        .args([
+            "--user",
+            "--map-root-user",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            &full,
+        ])
+        .env_clear()
+        .current_dir(s.world.home())
+        .env("H", bin())
+        .env("HOSTS", s.world.hosts_file())
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", s.world.home())
+        .env("XDG_CONFIG_HOME", s.world.config_dir())
+        .env("XDG_RUNTIME_DIR", s.world.run_dir())
+        .env("SSL_CERT_FILE", s.world.ca_pem())
+        .env("SSL_CERT_DIR", s.world.root().join("certs"))
+        .env("DOCKER_CREDENTIAL_ACR_NO_AGENT", "1")
+        .env("DOCKER_CREDENTIAL_ACR_LOG", "debug")
+        .envs(s.sp.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .envs(env.iter().copied())
+        .output()
+        .expect("unshare")
+}
+
+/// `docker login -u <admin user>` through a daemon hands `store` `<token>` + the registry's
+/// refresh token (a JWT). It is kept and served exactly as stored (no Entra call) until the
+/// refresh policy says it is due (here `min_ttl` 8 s of a 24-second token: the floor is 8 s
+/// under any cap of 2/3 or more of the lifetime), then forgotten and the Entra identity used.
 #[test]
-fn token_credentials_from_docker_login_are_accepted_harmlessly() {
+fn token_login_from_docker_login_is_served_until_due_then_entra_takes_over() {
     let s = Setup::new();
+    s.write_config("[agent]\npersist = false\nmin_ttl = \"8s\"\n");
+    let token = s
+        .fake
+        .mint_refresh_token(HOST, "myreg-admin", Duration::from_secs(24));
+    let exp = acr_testkit::jwt_claims(&token).expect("claims")["exp"]
+        .as_u64()
+        .expect("exp");
+    let due = exp - 8;
     let script = r#"set -e
-printf '%s' '{"ServerURL":"myreg.azurecr.io","Username":"00000000-0000-0000-0000-000000000000","Secret":"eyJ.a.b"}' | "$H" store
-printf '%s' '{"ServerURL":"myreg.azurecr.io","Username":"<token>","Secret":"eyJ.a.b"}' | "$H" store
-printf unused | "$H" list
+printf '%s' "{\"ServerURL\":\"$REG\",\"Username\":\"<token>\",\"Secret\":\"$T\"}" | "$H" store
+echo "== list $(printf x | "$H" list)"
+i=0
+while [ $i -lt 90 ]; do
+  a=$(date +%s); out=$(printf '%s' "$REG" | "$H" get); b=$(date +%s)
+  echo "== get $a $b $out"
+  case "$out" in *'"<token>"'*) sleep 1 ;; *) break ;; esac
+  i=$((i+1))
+done
+echo "== list $(printf x | "$H" list)"
 "#;
-    let out = in_own_keyring(&s, script);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(stdout(&out).trim(), "{}");
+    let out = in_own_keyring_with_entra(&s, script, &[("REG", HOST), ("T", &token)]);
+    let text = stdout(&out);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{text}\n{err}");
+    let parts: Vec<&str> = text.split("== ").skip(1).collect();
+    assert_eq!(
+        parts.first().map(|p| p.trim()),
+        Some(r#"list {"myreg.azurecr.io":"<token>"}"#),
+        "store kept the token login: {text}"
+    );
+    let gets: Vec<(u64, u64, serde_json::Value)> = parts[1..parts.len() - 1]
+        .iter()
+        .map(|p| {
+            let mut f = p.trim().splitn(4, ' ');
+            assert_eq!(f.next(), Some("get"), "{text}");
+            let a = f.next().and_then(|v| v.parse().ok()).expect("start time");
+            let b = f.next().and_then(|v| v.parse().ok()).expect("end time");
+            let json = serde_json::from_str(f.next().expect("answer")).expect("get JSON");
+            (a, b, json)
+        })
+        .collect();
+    assert!(gets.len() >= 2, "{text}");
+    let (served, last) = gets.split_at(gets.len() - 1);
+    assert!(!served.is_empty(), "the first get serves the login: {text}");
+    for (a, _, answer) in served {
+        assert_eq!(answer["Username"], "<token>", "{answer}");
+        assert_eq!(answer["Secret"], token.as_str(), "served exactly as stored");
+        assert_eq!(answer["ServerURL"], HOST);
+        assert!(*a <= due, "served at {a}, after it was due at {due}");
+    }
+    let (_, b, answer) = &last[0];
+    assert!(*b > due, "forgotten at {b}, before it was due at {due}");
+    assert_eq!(answer["Username"], acr_testkit::NULL_GUID, "{answer}");
+    let minted = answer["Secret"].as_str().expect("secret");
+    assert_ne!(minted, token);
+    assert!(s.fake.validate_refresh_token(HOST, minted), "Entra path");
+    assert_eq!(
+        s.fake.count(Endpoint::AcrExchange),
+        1,
+        "no exchange while the login was served"
+    );
+    assert_eq!(
+        parts.last().map(|p| p.trim()),
+        Some("list {}"),
+        "forgotten from the index: {text}"
+    );
+    assert!(
+        err.contains("due for renewal or expired"),
+        "a debug line says why: {err}"
+    );
+    assert!(!err.contains(&token), "no secret in logs");
+}
+
+/// The credentials `docker login` hands back after an Entra-backed login (null GUID or
+/// `<token>` with something that is not a live JWT) are ours to mint: accepted, not kept.
+/// A null-GUID login whose secret is a live JWT is kept and answered exactly as stored.
+#[test]
+fn token_credentials_without_a_live_jwt_are_accepted_and_not_kept() {
+    let s = Setup::new();
+    let expired = s
+        .fake
+        .mint_refresh_token(HOST, "myreg-admin", Duration::ZERO);
+    let live = s.fake.mint_refresh_token(
+        "second.azurecr.io",
+        "second-admin",
+        Duration::from_secs(3 * 3600),
+    );
+    let script = r#"set -e
+store() { printf '%s' "{\"ServerURL\":\"$1\",\"Username\":\"$2\",\"Secret\":\"$3\"}" | "$H" store; }
+store myreg.azurecr.io 00000000-0000-0000-0000-000000000000 eyJ.a.b
+store myreg.azurecr.io '<token>' eyJ.a.b
+store myreg.azurecr.io '<token>' not-a-jwt
+store myreg.azurecr.io '<token>' "$EXPIRED"
+echo "== list $(printf unused | "$H" list)"
+store second.azurecr.io 00000000-0000-0000-0000-000000000000 "$LIVE"
+echo "== list $(printf unused | "$H" list)"
+echo "== get $(printf second.azurecr.io | "$H" get)"
+"#;
+    let out = in_own_keyring_with_entra(&s, script, &[("EXPIRED", &expired), ("LIVE", &live)]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    let parts: Vec<&str> = text.split("== ").skip(1).map(str::trim).collect();
+    assert_eq!(parts[0], "list {}", "{text}");
+    assert_eq!(
+        parts[1], r#"list {"second.azurecr.io":"00000000-0000-0000-0000-000000000000"}"#,
+        "{text}"
+    );
+    let got: serde_json::Value =
+        serde_json::from_str(parts[2].trim_start_matches("get")).expect("get JSON");
+    assert_eq!(got["Username"], acr_testkit::NULL_GUID);
+    assert_eq!(got["Secret"], live.as_str());
+    assert_eq!(
+        total_requests(&s.fake),
+        0,
+        "nothing asked Entra or the registry"
+    );
 }

@@ -219,13 +219,11 @@ fn docker_pull_after_the_first_token_expired_needs_no_new_login() {
 /// `docker login` with the registry's admin user: the daemon validates it at the registry (a
 /// wrong password is refused and nothing reaches `store`), asks for an offline token as Docker
 /// always does, and the CLI hands `store` what the daemon returned: the registry's refresh token
-/// for the admin user in the `<token>` form. `docker logout` runs `erase`, and pulls go on with
-/// the Entra identity. The CLI (and so the helper) runs in a user namespace of its own, whose
-/// kernel keyring would hold a kept login: the machine's keyring is never touched.
-///
-/// Today `store` drops `<token>` credentials ("ours to mint"), so an admin login made through
-/// the daemon is not kept and `get` keeps answering with the Entra identity: the last assertion
-/// pins that, so changing it is a visible decision.
+/// for the admin user in the `<token>` form. `store` keeps it (`list` shows it), so the next pull
+/// presents that token (no Entra sign-in, no exchange); `docker logout` runs `erase`, which
+/// forgets it, and the pull after that uses the Entra identity again. The CLI (and so the helper)
+/// runs in a user namespace of its own, whose kernel keyring holds the kept login: the machine's
+/// keyring is never touched.
 #[test]
 fn docker_login_is_validated_and_handed_to_store_and_erase() {
     let (s, image) = Setup::with_image();
@@ -237,9 +235,11 @@ echo "== wrong password"
 if printf wrong | docker login "$HOST" -u myreg-admin --password-stdin; then exit 9; fi
 echo "== login"
 printf admin-pw-1 | docker login "$HOST" -u myreg-admin --password-stdin
-echo "== list"; printf x | docker-credential-acr list; echo
+echo "== list $(printf x | docker-credential-acr list)"
 echo "== pull"; docker pull "$REF"
 echo "== logout"; docker logout "$HOST"
+echo "== list $(printf x | docker-credential-acr list)"
+echo "== pull"; docker pull "$REF"
 "#;
     let mut cmd = s.client("unshare");
     cmd.args(["--user", "--map-root-user", "sh", "-c", script])
@@ -247,7 +247,7 @@ echo "== logout"; docker logout "$HOST"
         .env("HOST", HOST)
         .env("REF", reference());
     let out = s.run(&mut cmd);
-    s.dump("docker login/pull/logout");
+    s.dump("docker login/pull/logout/pull");
     s.assert_ok(&out, "docker login flow");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("Login Succeeded"), "{text}");
@@ -257,7 +257,7 @@ echo "== logout"; docker logout "$HOST"
     );
     assert_eq!(image_id(&s, &daemon, &reference()), image.config_digest);
 
-    // The helper saw: store (only the validated login), get (pull), erase.
+    // The helper saw: store (only the validated login), get (pull), erase, get (pull).
     let calls = s.helper_calls();
     let verbs: Vec<&str> = calls
         .iter()
@@ -266,8 +266,10 @@ echo "== logout"; docker logout "$HOST"
         .collect();
     // (docker 20.10's logout erases each spelling of the registry it knows: twice here.)
     assert_eq!(verbs[..2], ["store", "get"], "{calls:?}");
+    assert_eq!(verbs.last(), Some(&"get"), "{calls:?}");
+    let middle = &verbs[2..verbs.len() - 1];
     assert!(
-        verbs.len() > 2 && verbs[2..].iter().all(|v| *v == "erase"),
+        !middle.is_empty() && middle.iter().all(|v| *v == "erase"),
         "{calls:?}"
     );
     let stored: serde_json::Value = serde_json::from_str(&calls[0].1).expect("store JSON");
@@ -295,19 +297,41 @@ echo "== logout"; docker logout "$HOST"
         "{reqs:#?}"
     );
     assert!(logins.iter().all(|r| r.offline_token), "{reqs:#?}");
-    // Not kept: the pull after login presented the exchange's token, not the login's.
+
+    // Kept: `list` showed it after login and not after logout.
     let parts: Vec<&str> = text.split("== ").collect();
-    assert!(
-        parts[3].starts_with("list") && !parts[3].contains("myreg-admin"),
-        "{text}"
-    );
+    let lists: Vec<&str> = parts
+        .iter()
+        .filter_map(|p| p.strip_prefix("list "))
+        .map(str::trim)
+        .collect();
+    assert_eq!(lists, [r#"{"myreg.azurecr.io":"<token>"}"#, "{}"], "{text}");
+    // The first pull presented the login's own token (the daemon's OAuth refresh grant), the
+    // second the token our exchange minted; the only Entra sign-in and exchange were the
+    // second pull's.
     let pulls: Vec<_> = reqs.iter().filter(|r| r.auth != admin).collect();
-    assert!(!pulls.is_empty(), "{reqs:#?}");
+    let split = pulls
+        .iter()
+        .position(|r| r.auth != TokenAuth::RefreshTokenForm)
+        .unwrap_or(pulls.len());
+    let (with_login, with_entra) = pulls.split_at(split);
+    assert!(!with_login.is_empty(), "{reqs:#?}");
     assert!(
-        pulls
+        with_login
+            .iter()
+            .all(|r| r.secret.as_deref() == Some(secret)
+                && !r.exchanged_refresh_token
+                && r.status == 200),
+        "{reqs:#?}"
+    );
+    assert!(!with_entra.is_empty(), "{reqs:#?}");
+    assert!(
+        with_entra
             .iter()
             .all(|r| r.auth == null_guid() && r.exchanged_refresh_token && r.status == 200),
         "{reqs:#?}"
     );
+    assert_eq!(s.fake.count(acr_testkit::Endpoint::AcrExchange), 1);
+    assert_eq!(s.fake.count(acr_testkit::Endpoint::EntraToken), 1);
     daemon.stop();
 }

@@ -151,7 +151,8 @@ fn no_secret_reaches_any_output() {
         out
     };
 
-    // Every verb, every identity, agent off then on.
+    // Every verb, every identity, agent off then on. The `<token>` store's secret is not a JWT,
+    // so it is accepted and not kept: this test never writes the machine's keyring.
     let store_secret = format!("store-secret-{}", std::process::id());
     secrets.push(store_secret.clone());
     let store =

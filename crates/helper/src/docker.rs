@@ -13,6 +13,7 @@ use acr_proto::env::IdentityEnv;
 use acr_proto::host::{HostError, RegistryHost, MAX_SERVER_URL_LEN};
 use acr_proto::ipc::{Request, Response};
 use acr_proto::Secret;
+use acr_token::{Clock, SystemClock};
 use std::io::Read;
 use std::time::{Duration, Instant};
 
@@ -90,7 +91,8 @@ pub fn get() -> u8 {
         Err(e) => return fail(&e),
     };
     // A static login stored by `docker login -u NAME` wins over Entra for its registry.
-    let obtained = match crate::statics::lookup(&host.to_string()) {
+    let policy = acr_token::policy::Policy::from_settings(&config.agent);
+    let obtained = match crate::statics::lookup(&host.to_string(), &policy) {
         Some((username, secret)) => Obtained::Credential {
             username,
             secret,
@@ -291,9 +293,10 @@ fn time_left(deadline: Instant) -> Duration {
 }
 
 /// `store`: after `docker login`. A static login (admin user, repository-scoped token) for a
-/// registry we serve goes to the OS keyring; the null-GUID/`<token>` credentials docker hands
-/// back after a token login are ours to mint, so they are accepted and not kept. Other hosts are
-/// refused with a hint.
+/// registry we serve goes to the OS keyring, and so does the null-GUID/`<token>` form when its
+/// secret is a live JWT (the daemon traded the login for the registry's refresh token); other
+/// null-GUID/`<token>` credentials are ours to mint, so they are accepted and not kept. Other
+/// hosts are refused with a hint.
 pub fn store() -> u8 {
     let input = match read_stdin() {
         Ok(s) => s,
@@ -312,8 +315,11 @@ pub fn store() -> u8 {
         return fail("no credentials username");
     }
     match recognise(&creds.server_url) {
-        Ok(Target::Ours { host, .. }) if creds.username == NULL_GUID || creds.username == IDENTITY_TOKEN_USERNAME => {
-            tracing::debug!(registry = %host, "store: token credentials are minted on demand; nothing kept");
+        Ok(Target::Ours { host, .. })
+            if crate::statics::is_token_username(&creds.username)
+                && !crate::statics::keeps_token_login(&creds.secret, SystemClock.now()) =>
+        {
+            tracing::debug!(registry = %host, "store: token credentials without a live JWT are minted on demand; nothing kept");
             0
         }
         Ok(Target::Ours { host, .. }) => match crate::statics::save(&host.to_string(), &creds.username, &creds.secret) {

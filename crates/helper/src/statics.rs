@@ -2,6 +2,10 @@
 //! in the OS keyring: `docker login myreg.azurecr.io -u NAME -p ...` → `store`; `get` prefers
 //! them over Entra for that registry; `erase` removes them; `list` shows them.
 //!
+//! Docker's daemon turns such a login into an offline token, so `store` usually receives
+//! `<token>` + the registry's refresh token (a JWT), not the password: that token login is kept
+//! the same way and served until the refresh policy says it is due, then forgotten.
+//!
 //! Where the secret goes ([`LoginStore`]): the desktop's Secret Service (GNOME Keyring, KWallet,
 //! KeePassXC) when a session bus offers `org.freedesktop.secrets`, so logins survive a reboot;
 //! else the kernel keyring; else, when keyring calls are
@@ -13,8 +17,11 @@
 //! username, never a secret) says which hosts have one; `get` touches the keyring only for
 //! hosts in it, keeping the hot path free of keyring calls for everyone else.
 
+use acr_proto::docker::{IDENTITY_TOKEN_USERNAME, NULL_GUID};
 use acr_proto::ipc::{Request, Response};
 use acr_proto::Secret;
+use acr_token::policy::{stored_token, Policy};
+use acr_token::{Clock, SystemClock};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -172,9 +179,40 @@ pub fn find(host: &str) -> Option<(String, Secret, LoginStore)> {
     agent_get(host).map(|secret| (username, secret, LoginStore::AgentMemory))
 }
 
-/// The stored login for `host`, if any.
-pub fn lookup(host: &str) -> Option<(String, Secret)> {
-    find(host).map(|(u, s, _)| (u, s))
+/// Whether `username` is one of the forms Docker stores after a token login: `<token>` (the
+/// secret is an identity token) or the null GUID (the secret is an ACR refresh token).
+pub fn is_token_username(username: &str) -> bool {
+    username == IDENTITY_TOKEN_USERNAME || username == NULL_GUID
+}
+
+/// Whether `store` keeps a token-form login: its secret is a JWT whose `exp` is after `now`
+/// (`docker login -u <admin user>` hands us the registry's refresh token, never the password).
+/// Anything else in that form is ours to mint, so it is accepted and not kept.
+pub fn keeps_token_login(secret: &Secret, now: u64) -> bool {
+    stored_token(secret.clone(), now).is_some_and(|t| t.expires_at > now)
+}
+
+/// The stored login for `host` that may be served now. A static login always; a token login
+/// while `policy` says it is not yet due for renewal (the rule the agent renews its own tokens
+/// by). A due, expired or unreadable token login is forgotten (store and index), so the caller
+/// falls through to Entra.
+pub fn lookup(host: &str, policy: &Policy) -> Option<(String, Secret)> {
+    let (username, secret, _) = find(host)?;
+    if !is_token_username(&username) {
+        return Some((username, secret));
+    }
+    let now = SystemClock.now();
+    match stored_token(secret.clone(), now) {
+        Some(token) if policy.fresh_enough(&token, now, None) => Some((username, secret)),
+        _ => {
+            tracing::debug!(
+                registry = host,
+                "the token login docker stored is due for renewal or expired: forgetting it and using the Entra identity"
+            );
+            remove(host);
+            None
+        }
+    }
 }
 
 /// Every host with a stored login, its username and the store holding it (`None`: listed, but

@@ -95,7 +95,8 @@ pub fn fetch(raw: &str, min_ttl: Option<u64>, config: &Config) -> Result<Fresh, 
     if !config.recognises(&host) {
         return Err(format!("{host}: not an Azure Container Registry login server (add it to the config with [[registry]] match = \"{host}\" if it is one)"));
     }
-    if let Some((username, secret)) = crate::statics::lookup(&host.to_string()) {
+    let policy = acr_token::policy::Policy::from_settings(&config.agent);
+    if let Some((username, secret)) = crate::statics::lookup(&host.to_string(), &policy) {
         return Ok(Fresh {
             host,
             username,

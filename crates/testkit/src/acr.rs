@@ -136,7 +136,7 @@ fn exchange(g: &mut Inner, req: &Req) -> Reply {
     Reply::json(200, &json!({"refresh_token": refresh}))
 }
 
-fn issue_refresh(
+pub(crate) fn issue_refresh(
     g: &mut Inner,
     service: &str,
     sub: &str,

@@ -359,6 +359,17 @@ impl FakeAzure {
         crate::entra::issue(&mut g, tenant, client_id, &oid, audience, secs(lifetime)).0
     }
 
+    /// Mints an ACR refresh token for `host` as its `/oauth2/token` grants one to a `docker login`
+    /// of `sub` (what the daemon hands a credential helper's `store`), living `lifetime` from now
+    /// (zero: already expired). The registry accepts it like any refresh token it issued.
+    pub fn mint_refresh_token(&self, host: &str, sub: &str, lifetime: Duration) -> String {
+        let mut g = self.shared.lock();
+        let kept = std::mem::replace(&mut g.refresh_lifetime, secs(lifetime));
+        let token = crate::acr::issue_refresh(&mut g, &host.to_ascii_lowercase(), sub, "", false);
+        g.refresh_lifetime = kept;
+        token
+    }
+
     /// Mints a federated assertion (e.g. for `AZURE_FEDERATED_TOKEN_FILE`)
     /// that federated apps accept. A zero lifetime yields an expired one.
     pub fn mint_federated_assertion(&self, subject: &str, lifetime: Duration) -> String {

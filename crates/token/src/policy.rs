@@ -115,6 +115,26 @@ pub fn token_from(refresh_token: acr_proto::Secret, now: u64) -> AcrToken {
     }
 }
 
+/// Builds an [`AcrToken`] from a refresh token someone else obtained and kept (a `docker login`
+/// the helper stored), placed by its own claims at local time `now`: expiring at `exp`, obtained
+/// at `iat` (no later than `now`, so a registry clock ahead of ours does not make it look
+/// stale), the lifetime capped at [`MAX_LIFETIME`] (no `iat`: assumed that long, so R is the
+/// full `min_ttl`). `None` when it is not a JWT with an `exp`: nothing says when it is due.
+pub fn stored_token(refresh_token: acr_proto::Secret, now: u64) -> Option<AcrToken> {
+    let claims = crate::jwt::claims(refresh_token.expose())?;
+    let expires_at = claims.exp?;
+    let earliest = expires_at.saturating_sub(MAX_LIFETIME);
+    let obtained_at = claims
+        .iat
+        .map_or(earliest, |iat| iat.min(now).max(earliest))
+        .min(expires_at);
+    Some(AcrToken {
+        refresh_token,
+        obtained_at,
+        expires_at,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,5 +229,34 @@ mod tests {
             token_from(Secret::new(enc(r#"{"exp":50}"#)), 100).expires_at,
             100
         );
+    }
+
+    #[test]
+    fn stored_tokens_are_placed_by_their_claims() {
+        use base64::Engine as _;
+        let enc = |p: &str| {
+            format!(
+                "h.{}.s",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(p)
+            )
+        };
+        let stored = |p: &str, now: u64| stored_token(Secret::new(enc(p)), now);
+        let t = stored(r#"{"iat":1000,"exp":11800}"#, 1000).unwrap();
+        assert_eq!((t.obtained_at, t.expires_at), (1000, 11_800));
+        let p = Policy::default();
+        assert!(p.fresh_enough(&t, 1000, None));
+        assert!(!p.fresh_enough(&t, 11_000, None), "due well before expiry");
+        // Issued by a registry whose clock is 5 s ahead: servable now, not stale.
+        let ahead = stored(r#"{"iat":1005,"exp":11805}"#, 1000).unwrap();
+        assert_eq!(ahead.obtained_at, 1000);
+        assert!(p.fresh_enough(&ahead, 1000, None));
+        let no_iat = stored(r#"{"exp":200000}"#, 1000).unwrap();
+        assert_eq!(no_iat.lifetime(), MAX_LIFETIME);
+        let ancient = stored(r#"{"iat":1,"exp":200000}"#, 1000).unwrap();
+        assert_eq!(ancient.lifetime(), MAX_LIFETIME);
+        let expired = stored(r#"{"iat":100,"exp":500}"#, 1000).unwrap();
+        assert!(!p.fresh_enough(&expired, 1000, None));
+        assert!(stored(r#"{"iat":5}"#, 1000).is_none());
+        assert!(stored_token(Secret::new("opaque"), 1000).is_none());
     }
 }
