@@ -10,5 +10,6 @@
 mod docker_cli;
 mod dockerpy;
 mod export;
+mod k8s_sync;
 mod skopeo;
 mod util;

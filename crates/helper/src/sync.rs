@@ -5,8 +5,9 @@
 //! its cache, else in-process); a failed round keeps the last good file and retries with backoff.
 //! SIGTERM/SIGINT end it with exit 0, never in the middle of a write.
 //!
-//! Where the document goes is a [`Sink`], so other targets (a Kubernetes Secret) can be added
-//! beside the file.
+//! Where the document goes is a [`Sink`]: the file, or `--k8s-secret NAMESPACE/NAME` /
+//! `--namespace-selector SEL --secret-name NAME` Kubernetes Secrets ([`SecretSink`], through the
+//! `acr-kube-sync` crate), on the same loop and the same refresh rule.
 
 use crate::authfile;
 use crate::output::stderr_line;
@@ -26,6 +27,15 @@ pub struct Options {
     pub min_ttl: Option<u64>,
     /// Registries to keep.
     pub registries: Vec<String>,
+    /// Kubernetes Secrets to keep instead of a file.
+    pub k8s: acr_kube_sync::Options,
+}
+
+impl Options {
+    /// Whether any Kubernetes target was named.
+    fn wants_k8s(&self) -> bool {
+        !self.k8s.secrets.is_empty() || self.k8s.namespace_selector.is_some()
+    }
 }
 
 /// A place `sync` keeps the credentials.
@@ -48,6 +58,30 @@ impl Sink for FileSink {
         let text = authfile::docker_config(creds).to_string() + "\n";
         authfile::write_private(&self.0, text.as_bytes())
             .map_err(|e| format!("cannot write {}: {e}", self.0.display()))
+    }
+}
+
+/// `kubernetes.io/dockerconfigjson` Secrets kept through the Kubernetes API; the document is
+/// [`authfile::docker_config`], the expiry the [`authfile::EXPIRES_ANNOTATION`] annotation.
+pub struct SecretSink(acr_kube_sync::Target);
+
+impl Sink for SecretSink {
+    fn describe(&self) -> String {
+        self.0.describe()
+    }
+
+    fn write(&self, creds: &[Fresh]) -> Result<(), String> {
+        let config = authfile::docker_config(creds).to_string().into_bytes();
+        let mut annotations = std::collections::BTreeMap::new();
+        if let Some(exp) = authfile::earliest_expiry(creds) {
+            annotations.insert(
+                authfile::EXPIRES_ANNOTATION.to_string(),
+                acr_proto::time::rfc3339_utc(exp),
+            );
+        }
+        self.0
+            .write(config, annotations)
+            .map_err(|e| format!("sync: {e}"))
     }
 }
 
@@ -115,15 +149,27 @@ pub fn run(opts: Options) -> u8 {
             return 1;
         }
     }
-    let Some(file) = opts.file.clone() else {
-        stderr_line("sync: --file PATH is required");
-        return 1;
-    };
     let min_ttl = opts
         .min_ttl
         .unwrap_or_else(|| Policy::from_settings(&config.agent).min_ttl);
     install_signal_handlers();
-    keep_fresh(&FileSink(file), &opts.registries, min_ttl, &config)
+    let sink: Box<dyn Sink> = match opts.file.clone() {
+        Some(file) => Box::new(FileSink(file)),
+        None => {
+            let say = Box::new(|line: &str| stderr_line(line));
+            let target = match acr_kube_sync::Target::connect(opts.k8s.clone(), say) {
+                Ok(t) => t,
+                Err(e) => {
+                    stderr_line(&format!("sync: {e}"));
+                    return 1;
+                }
+            };
+            // With --lease, a follower waits here (SIGTERM still exits 0).
+            target.lead();
+            Box::new(SecretSink(target))
+        }
+    };
+    keep_fresh(sink.as_ref(), &opts.registries, min_ttl, &config)
 }
 
 /// The loop: acquire every registry, rewrite the sink when any credential changed, sleep until
@@ -242,6 +288,33 @@ pub fn parse_args(rest: &[&str]) -> Result<Options, String> {
         };
         match flag {
             "--file" => o.file = Some(PathBuf::from(value("a path")?)),
+            "--k8s-secret" => {
+                let v = value("NAMESPACE/NAME")?;
+                let r = acr_kube_sync::SecretRef::parse(&v).map_err(|e| format!("sync: {e}"))?;
+                o.k8s.secrets.push(r);
+            }
+            "--namespace-selector" => {
+                o.k8s.namespace_selector = Some(value("a label selector such as acr-pull=true")?)
+            }
+            "--secret-name" => {
+                let v = value("a Secret name")?;
+                acr_kube_sync::SecretRef::parse(&format!("x/{v}"))
+                    .map_err(|e| format!("sync: --secret-name: {e}"))?;
+                o.k8s.selector_secret_name = Some(v);
+            }
+            "--service-account" => {
+                let v = value("a ServiceAccount name")?;
+                acr_kube_sync::SecretRef::parse(&format!("x/{v}"))
+                    .map_err(|e| format!("sync: --service-account: {e}"))?;
+                o.k8s.service_account = Some(v);
+            }
+            "--lease" => {
+                let v = value("NAMESPACE/NAME")?;
+                o.k8s.lease = Some(
+                    acr_kube_sync::LeaseRef::parse(&v)
+                        .map_err(|e| format!("sync: --lease: {e}"))?,
+                );
+            }
             "--min-ttl" => {
                 let v = value("a duration such as 2h")?;
                 let d = acr_proto::config::parse_duration(&v)
@@ -257,8 +330,18 @@ pub fn parse_args(rest: &[&str]) -> Result<Options, String> {
             _ => o.registries.push(a.to_string()),
         }
     }
-    if o.file.is_none() {
-        return Err("sync: --file PATH is required, e.g. docker-credential-acr sync --file /shared/auth.json myreg.azurecr.io".into());
+    match (o.file.is_some(), o.wants_k8s()) {
+        (false, false) => return Err("sync: --file PATH or --k8s-secret NAMESPACE/NAME is required, e.g. docker-credential-acr sync --file /shared/auth.json myreg.azurecr.io".into()),
+        (true, true) => return Err("sync: --file and Kubernetes Secrets are separate targets; run one sync for each".into()),
+        _ => {}
+    }
+    if o.k8s.namespace_selector.is_some() != o.k8s.selector_secret_name.is_some() {
+        return Err("sync: --namespace-selector SEL and --secret-name NAME go together, e.g. --namespace-selector acr-pull=true --secret-name acr-pull".into());
+    }
+    if o.file.is_some() && (o.k8s.service_account.is_some() || o.k8s.lease.is_some()) {
+        return Err(
+            "sync: --service-account and --lease apply to Kubernetes Secrets, not --file".into(),
+        );
     }
     if o.registries.is_empty() {
         return Err("sync: name at least one registry, e.g. docker-credential-acr sync --file /shared/auth.json myreg.azurecr.io".into());

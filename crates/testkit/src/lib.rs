@@ -47,6 +47,7 @@ mod entra;
 mod fake;
 pub mod harness;
 mod jwt;
+mod kubeapi;
 mod mi;
 mod oci;
 mod oidc;
@@ -61,6 +62,7 @@ mod world;
 
 pub use fake::{FakeAzure, FakeOptions};
 pub use jwt::rfc3339_utc;
+pub use kubeapi::{FakeKube, KubeCall};
 pub use mi::MI_TENANT_ID;
 pub use oci::{
     sha256_digest, write_dir_image, write_oci_layout, ManifestFormat, TinyImage, DOCKER_MANIFEST,
