@@ -399,14 +399,23 @@ fn reply(status: u16, body: &Value) -> Response<Body> {
         .unwrap_or_else(|_| Response::new(Body::Full(None)))
 }
 
-/// A `Status` failure as the API server sends it.
+/// A `Status` failure as the API server sends it. `Invalid` ones carry the field in
+/// `details.causes` (`field: message`), which kubectl prints.
 fn status(code: u16, reason: &str, message: &str, resource: &str, name: &str) -> (u16, Value) {
+    let mut details = json!({"name": name, "kind": resource});
+    let mut message = message.to_string();
+    if reason == "Invalid" {
+        let (field, what) = message.split_once(": ").unwrap_or(("", &message));
+        details["kind"] = Value::String(kind_of(resource).into());
+        details["causes"] =
+            json!([{"reason": "FieldValueInvalid", "message": what, "field": field}]);
+        message = format!("{} \"{name}\" is invalid: {message}", kind_of(resource));
+    }
     (
         code,
         json!({
             "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-            "message": message, "reason": reason,
-            "details": {"name": name, "kind": resource}, "code": code
+            "message": message, "reason": reason, "details": details, "code": code
         }),
     )
 }
