@@ -272,7 +272,8 @@ impl Target {
                 let first = !state.started.load(Ordering::SeqCst);
                 let mut ns_version = None;
                 if first {
-                    ns_version = namespaces::select(&state).await?;
+                    // Keepers for these start below with the explicit ones.
+                    ns_version = namespaces::select(&state).await?.map(|(v, _)| v);
                 }
                 let kept = state.kept.lock().map(|k| k.clone()).unwrap_or_default();
                 let mut failure = None;

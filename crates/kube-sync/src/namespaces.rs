@@ -11,8 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Adds the matching namespaces' Secrets to the kept set; returns the list's resourceVersion to
-/// follow from (`None` without a selector).
-pub(crate) async fn select(state: &State) -> Result<Option<String>, crate::Error> {
+/// follow from (`None` without a selector) and the Secrets it added.
+pub(crate) async fn select(
+    state: &State,
+) -> Result<Option<(String, Vec<SecretRef>)>, crate::Error> {
     let (Some(selector), Some(name)) = (
         state.opts.namespace_selector.as_deref(),
         state.opts.selector_secret_name.as_deref(),
@@ -28,16 +30,21 @@ pub(crate) async fn select(state: &State) -> Result<Option<String>, crate::Error
         what: "namespaces".into(),
         message: "internal lock poisoned".into(),
     })?;
+    let mut added = Vec::new();
     for ns in &list.items {
         let r = SecretRef {
             namespace: ns.name_any(),
             name: name.to_string(),
         };
         if !kept.contains(&r) {
-            kept.push(r);
+            kept.push(r.clone());
+            added.push(r);
         }
     }
-    Ok(Some(list.metadata.resource_version.unwrap_or_default()))
+    Ok(Some((
+        list.metadata.resource_version.unwrap_or_default(),
+        added,
+    )))
 }
 
 /// Follows namespaces matching the selector from `version`: starts a keeper for each new one,
@@ -96,8 +103,11 @@ pub(crate) async fn follow(state: Arc<State>, mut version: String) {
                         Ok(WatchEvent::Bookmark(b)) => version = b.metadata.resource_version,
                         Ok(WatchEvent::Error(_)) | Err(_) => {
                             // Too old a version: list again from now.
-                            if let Ok(Some(v)) = select(&state).await {
+                            if let Ok(Some((v, added))) = select(&state).await {
                                 version = v;
+                                for r in added {
+                                    tokio::spawn(keeper::keep(state.clone(), r));
+                                }
                             }
                             break;
                         }

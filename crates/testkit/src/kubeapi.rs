@@ -568,7 +568,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         status: 200,
         watch,
     };
-    let authorised = shared.lock().tokens.iter().any(|t| *t == token);
+    let authorised = shared.lock().tokens.contains(&token);
     let (code, value) = if !authorised {
         (
             401,
@@ -579,12 +579,11 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         method == "GET",
         discovery(
             &path,
-            &parts
+            parts
                 .headers
                 .get("host")
                 .and_then(|h| h.to_str().ok())
-                .unwrap_or("")
-                .to_string(),
+                .unwrap_or(""),
         ),
     ) {
         (200, v)
