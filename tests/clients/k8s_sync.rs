@@ -310,7 +310,24 @@ fn two_replicas_elect_one_writer_and_the_other_takes_over_after_sigterm() {
         "one writer; b: {}",
         b.log()
     );
-    let lease = kube.object("leases", "default", "acr-pull-sync").unwrap();
+    // Read through kubectl (coordination.k8s.io discovery and the Lease as a real client sees it).
+    let reader = kube.kubeconfig("kubectl-token");
+    let out = kubectl_run(
+        &s,
+        &reader,
+        &[
+            "get",
+            "lease",
+            "acr-pull-sync",
+            "-n",
+            "default",
+            "-o",
+            "json",
+        ],
+    );
+    s.assert_ok(&out, "kubectl get lease");
+    let lease: Value = serde_json::from_slice(&out.stdout).expect("Lease JSON");
+    assert_eq!(lease["spec"]["leaseDurationSeconds"], 15);
     let holder = lease["spec"]["holderIdentity"]
         .as_str()
         .unwrap()
@@ -416,8 +433,26 @@ fn namespace_selector_and_service_account_image_pull_secrets() {
         kube.object("secrets", "team-e", "acr-pull").is_some() && pulls_with("team-e")
     });
     // Added once: a second listing does not duplicate the reference.
-    let sa = kube.object("serviceaccounts", "team-b", "default").unwrap();
-    assert_eq!(sa["imagePullSecrets"].as_array().unwrap().len(), 1, "{sa}");
+    let out = kubectl_run(
+        &s,
+        &reader,
+        &[
+            "get",
+            "serviceaccount",
+            "default",
+            "-n",
+            "team-b",
+            "-o",
+            "json",
+        ],
+    );
+    s.assert_ok(&out, "kubectl get serviceaccount");
+    let sa: Value = serde_json::from_slice(&out.stdout).expect("ServiceAccount JSON");
+    assert_eq!(
+        sa["imagePullSecrets"],
+        serde_json::json!([{"name": "acr-pull"}]),
+        "{sa}"
+    );
     assert_eq!(sync.terminate(), Some(0));
 }
 

@@ -348,3 +348,60 @@ pub fn parse_args(rest: &[&str]) -> Result<Options, String> {
     }
     Ok(o)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kubernetes_targets_parse_and_exclude_the_file() {
+        let o = parse_args(&[
+            "--k8s-secret",
+            "team-a/acr-pull",
+            "--k8s-secret=default/acr-pull",
+            "--service-account",
+            "default",
+            "--lease",
+            "ops/acr-sync",
+            "r.azurecr.io",
+        ])
+        .unwrap();
+        let names: Vec<String> = o.k8s.secrets.iter().map(|s| s.to_string()).collect();
+        assert_eq!(names, ["team-a/acr-pull", "default/acr-pull"]);
+        assert_eq!(o.k8s.service_account.as_deref(), Some("default"));
+        assert_eq!(o.k8s.lease.as_ref().unwrap().to_string(), "ops/acr-sync");
+        assert_eq!(o.registries, ["r.azurecr.io"]);
+        assert!(o.file.is_none());
+
+        let o = parse_args(&[
+            "--namespace-selector",
+            "acr-pull=true",
+            "--secret-name",
+            "pull",
+            "r.azurecr.io",
+        ])
+        .unwrap();
+        assert_eq!(o.k8s.namespace_selector.as_deref(), Some("acr-pull=true"));
+        assert_eq!(o.k8s.selector_secret_name.as_deref(), Some("pull"));
+
+        for bad in [
+            &["--k8s-secret", "a/b", "--file", "f", "r.azurecr.io"][..],
+            &["--namespace-selector", "x=y", "r.azurecr.io"],
+            &["--secret-name", "pull", "r.azurecr.io"],
+            &["--file", "f", "--service-account", "d", "r.azurecr.io"],
+            &["--file", "f", "--lease", "a/b", "r.azurecr.io"],
+            &[
+                "--namespace-selector",
+                "x",
+                "--secret-name",
+                "Bad",
+                "r.azurecr.io",
+            ],
+            &["--k8s-secret", "nonamespace", "r.azurecr.io"],
+            &["--k8s-secret", "a/b"],
+            &["--lease", "a/b", "r.azurecr.io"],
+        ] {
+            assert!(parse_args(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -145,12 +145,22 @@ pub(crate) fn status_of(e: &kube::Error) -> Option<u16> {
 }
 
 /// The contents every kept Secret should hold.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Clone, PartialEq, Eq, Default)]
 pub(crate) struct Desired {
     /// `.dockerconfigjson` bytes (secret: never logged).
     pub config: Vec<u8>,
     /// Annotations to set (the expiry).
     pub annotations: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for Desired {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The document holds tokens: only its size is shown.
+        f.debug_struct("Desired")
+            .field("config", &format_args!("<{} bytes>", self.config.len()))
+            .field("annotations", &self.annotations)
+            .finish()
+    }
 }
 
 impl Desired {
@@ -307,6 +317,17 @@ impl Target {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn desired_debug_hides_the_document() {
+        let d = Desired {
+            config: b"{\"auths\":{\"r\":{\"auth\":\"c2VjcmV0\"}}}".to_vec(),
+            annotations: BTreeMap::new(),
+        };
+        let shown = format!("{d:?}");
+        assert!(!shown.contains("c2VjcmV0"), "{shown}");
+        assert!(shown.contains("bytes"), "{shown}");
+    }
 
     #[test]
     fn secret_refs_need_namespace_and_dns_names() {
