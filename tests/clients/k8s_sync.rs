@@ -588,3 +588,52 @@ fn kubectl_agrees_with_the_fake() {
     assert!(!out.status.success());
     assert!(kube.calls().iter().any(|c| c.status == 401));
 }
+
+/// Where a Pod's service account credentials are mounted (kube-rs reads them there).
+const SA_MOUNT: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+#[test]
+fn in_cluster_service_account_without_kubeconfig() {
+    let s = Setup::new();
+    let kube = FakeKube::start();
+    kube.allow_token("pod-sa-token");
+    // The Pod's mount, inside the world's private mount namespace (tmpfs over /var/run/secrets).
+    let sa = s.world.root().join("serviceaccount");
+    std::fs::create_dir_all(&sa).unwrap();
+    std::fs::write(sa.join("token"), "pod-sa-token").unwrap();
+    std::fs::write(sa.join("ca.crt"), kube.ca_pem()).unwrap();
+    std::fs::write(sa.join("namespace"), "acr-pull-sync").unwrap();
+    let secrets_dir = Path::new(SA_MOUNT).parent().unwrap().parent().unwrap();
+    std::fs::create_dir_all(secrets_dir).expect("mount point for the private tmpfs");
+    let log_path = s.world.root().join("in-cluster.log");
+    let _agent = AgentGuard(&s);
+    let child = s
+        .client_with_agent("sh")
+        .arg("-c")
+        .arg(r#"mount -t tmpfs tmpfs "$1" && mkdir -p "$2" && cp "$0"/* "$2"/ && shift 2 && exec "$@""#)
+        .arg(&sa)
+        .arg(secrets_dir)
+        .arg(SA_MOUNT)
+        .arg(helper_bin())
+        .args(["sync", "--k8s-secret", "default/acr-pull", HOST])
+        .env("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+        .env("KUBERNETES_SERVICE_PORT", kube.port().to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .expect("start sync");
+    let mut sync = Running(child, log_path);
+    wait_for(CLIENT_LIMIT, "the Secret", || {
+        kube.object("secrets", "default", "acr-pull").is_some()
+    });
+    let calls = kube.calls();
+    assert!(!calls.is_empty());
+    assert!(
+        calls.iter().all(|c| c.token == "pod-sa-token"),
+        "{calls:#?}"
+    );
+    let doc = inner_config(&kube.object("secrets", "default", "acr-pull").unwrap());
+    assert_eq!(auth_of(&doc, HOST).0, acr_testkit::NULL_GUID);
+    assert_eq!(sync.terminate(), Some(0), "{}", sync.log());
+}

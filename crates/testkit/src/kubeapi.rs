@@ -184,11 +184,21 @@ impl FakeKube {
         &self.ca_pem
     }
 
+    /// The server's port (`KUBERNETES_SERVICE_PORT` for an in-cluster client).
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// Accepts bearer `token` from now on (a service account token).
+    pub fn allow_token(&self, token: &str) {
+        self.shared.lock().tokens.push(token.to_string());
+    }
+
     /// Writes a kubeconfig for a client authenticating with bearer `token` (accepted from now
     /// on) and returns its path. Each replica in a test gets its own token.
     pub fn kubeconfig(&self, token: &str) -> PathBuf {
         use base64::Engine as _;
-        self.shared.lock().tokens.push(token.to_string());
+        self.allow_token(token);
         let path = self.dir.path().join(format!("kubeconfig-{token}"));
         let ca = base64::engine::general_purpose::STANDARD.encode(&self.ca_pem);
         let text = format!(
