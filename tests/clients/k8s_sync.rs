@@ -4,7 +4,7 @@
 
 use crate::export::{auth_of, iat_exp, now, skopeo_inspect_with};
 use crate::util::*;
-use acr_testkit::{Endpoint, FakeKube, KubeCall};
+use acr_testkit::{Endpoint, FakeKube, Fault, KubeCall};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde_json::Value;
@@ -636,4 +636,59 @@ fn in_cluster_service_account_without_kubeconfig() {
     let doc = inner_config(&kube.object("secrets", "default", "acr-pull").unwrap());
     assert_eq!(auth_of(&doc, HOST).0, acr_testkit::NULL_GUID);
     assert_eq!(sync.terminate(), Some(0), "{}", sync.log());
+}
+
+/// The token in `ns/acr-pull` as the fake holds it.
+fn token_in(kube: &FakeKube, ns: &str) -> Option<String> {
+    let secret = kube.object("secrets", ns, "acr-pull")?;
+    Some(auth_of(&inner_config(&secret), HOST).1)
+}
+
+#[test]
+fn an_entra_and_registry_outage_leaves_the_last_good_secret_and_sync_recovers() {
+    let s = Setup::new();
+    s.fake.set_refresh_lifetime(Duration::from_secs(40));
+    let kube = FakeKube::start();
+    let _agent = AgentGuard(&s);
+    let mut sync = start_sync(
+        &s,
+        &kube.kubeconfig("sync-token"),
+        &["--k8s-secret", "default/acr-pull"],
+        "outage",
+    );
+    wait_for(CLIENT_LIMIT, "the Secret", || {
+        token_in(&kube, "default").is_some()
+    });
+    s.fake
+        .set_fault(Endpoint::EntraToken, Some(Fault::Status(503)));
+    s.fake
+        .set_fault(Endpoint::AcrExchange, Some(Fault::Status(503)));
+    let during = token_in(&kube, "default");
+    let writes_before = kube.calls().iter().filter(|c| c.is_write()).count();
+    std::thread::sleep(Duration::from_secs(20));
+    // The agent serves its cached token while renewal fails, so the Secret keeps the last good
+    // document: not emptied, not deleted, not rewritten.
+    let after = token_in(&kube, "default");
+    assert!(after.is_some() && after == during);
+    assert_eq!(
+        kube.calls().iter().filter(|c| c.is_write()).count(),
+        writes_before,
+        "no writes during the outage"
+    );
+    assert!(
+        sync.log().contains("because renewal failed"),
+        "{}",
+        sync.log()
+    );
+    s.fake.set_fault(Endpoint::EntraToken, None);
+    s.fake.set_fault(Endpoint::AcrExchange, None);
+    wait_for(
+        Duration::from_secs(60),
+        "a renewed token after the outage",
+        || token_in(&kube, "default") != after,
+    );
+    let renewed = token_in(&kube, "default").unwrap();
+    let (_, exp) = iat_exp(&renewed);
+    assert!(exp > now() + 20, "a fresh token");
+    assert_eq!(sync.terminate(), Some(0));
 }
