@@ -283,3 +283,86 @@ fn sync_keeps_the_file_fresh_through_40_second_tokens_and_exits_0_on_sigterm() {
         .collect();
     assert_eq!(leftovers.len(), 1, "no temp files left: {leftovers:?}");
 }
+
+/// Starts `sync --file` with the agent allowed; waits for the first write.
+fn start_sync(s: &Setup, authfile: &Path) -> Running {
+    let log = std::fs::File::create(s.world.root().join("sync.log")).unwrap();
+    let child = helper(s, true)
+        .args(["sync", "--file"])
+        .arg(authfile)
+        .arg(HOST)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start sync");
+    let running = Running(child);
+    let start = Instant::now();
+    while !authfile.exists() {
+        assert!(start.elapsed() < CLIENT_LIMIT, "sync never wrote the file");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    running
+}
+
+fn token_in(authfile: &Path) -> String {
+    let text = std::fs::read_to_string(authfile).expect("file readable");
+    let doc: serde_json::Value = serde_json::from_str(&text).expect("whole JSON");
+    auth_of(&doc, HOST).1
+}
+
+#[test]
+fn sync_rides_through_an_entra_outage_and_recovers() {
+    let (s, image) = Setup::with_image();
+    s.fake.set_refresh_lifetime(Duration::from_secs(60));
+    let _agent = AgentGuard(&s);
+    let authfile = s.world.root().join("auth.json");
+    let mut sync = start_sync(&s, &authfile);
+
+    // Entra answers 503 for 30 seconds: the file keeps a credential that still works.
+    s.fake
+        .set_fault(Endpoint::EntraToken, Some(acr_testkit::Fault::Status(503)));
+    let outage = Instant::now();
+    let mut last = String::new();
+    while outage.elapsed() < Duration::from_secs(30) {
+        last = token_in(&authfile);
+        let (_, exp) = iat_exp(&last);
+        assert!(exp > now() + 2, "the file still holds a live credential");
+        assert_eq!(skopeo_inspect_with(&s, &authfile), image.manifest_digest);
+        assert!(sync.0.try_wait().unwrap().is_none(), "sync keeps running");
+        std::thread::sleep(Duration::from_secs(5));
+    }
+    assert!(
+        s.fake.count(Endpoint::EntraToken) >= 2,
+        "renewal was attempted during the outage"
+    );
+
+    // Entra is back: a new credential with most of its life arrives.
+    s.fake.set_fault(Endpoint::EntraToken, None);
+    let back = Instant::now();
+    loop {
+        let token = token_in(&authfile);
+        let (iat, exp) = iat_exp(&token);
+        if token != last && exp.saturating_sub(now()) * 4 >= exp - iat {
+            break;
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(60),
+            "no fresh credential after the outage"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    assert_eq!(skopeo_inspect_with(&s, &authfile), image.manifest_digest);
+
+    // SAFETY: kill(2) on the sync process this test started.
+    unsafe { libc::kill(sync.0.id() as i32, libc::SIGINT) };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(st) = sync.0.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "sync did not exit on SIGINT");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status.code(), Some(0), "exit status after SIGINT");
+}

@@ -12,4 +12,5 @@ mod dockerpy;
 mod export;
 mod k8s_sync;
 mod skopeo;
+mod statics;
 mod util;

@@ -260,3 +260,49 @@ fn entra_tokens_go_only_to_entra_and_the_registry() {
         }
     }
 }
+
+/// The sovereign clouds' login servers (global and regional) sign in at their own authority,
+/// never at the public one (hosts from Azure CLI's regional-endpoint tests).
+#[test]
+fn sovereign_cloud_registries_sign_in_at_their_own_authority() {
+    let cases = [
+        (
+            "myreg.azurecr.sovcloud-azure.fr",
+            "login.sovcloud-identity.fr",
+        ),
+        (
+            "registry123.deloscloudgermanycentral.geo.azurecr.sovcloud-azure.de",
+            "login.sovcloud-identity.de",
+        ),
+    ];
+    let mut options = FakeOptions::default();
+    for (registry, authority) in cases {
+        options = options.extra_name(registry).entra_host(authority);
+    }
+    let fake = FakeAzure::start_with(options);
+    let world = World::new(&fake);
+    let s = Setup::with(fake, world);
+    for (registry, authority) in cases {
+        s.fake.reset_counts();
+        s.fake.clear_seen();
+        let v = creds(&s.run_inproc(&["get"], registry));
+        assert_eq!(v["ServerURL"], registry);
+        let hosts: Vec<(String, Endpoint)> = s
+            .fake
+            .requests()
+            .into_iter()
+            .map(|r| (r.host, r.endpoint))
+            .collect();
+        assert!(
+            hosts.contains(&(authority.to_string(), Endpoint::EntraToken)),
+            "{registry}: {hosts:?}"
+        );
+        assert!(
+            hosts
+                .iter()
+                .all(|(h, e)| *e != Endpoint::EntraToken || h == authority),
+            "{registry}: no other authority: {hosts:?}"
+        );
+        assert_eq!(s.fake.count_for(Endpoint::AcrExchange, registry), 1);
+    }
+}

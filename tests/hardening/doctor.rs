@@ -246,6 +246,25 @@ fn docker_auth_config_with_a_login_for_a_configured_registry_is_noted() {
 }
 
 #[test]
+fn a_data_endpoint_is_named_as_such_with_no_traffic() {
+    let s = Setup::new();
+    healthy(&s);
+    let (out, lines) = doctor(&s, &["myreg.westeurope.data.azurecr.io"], true);
+    assert_eq!(out.status.code(), Some(1));
+    expect_line(
+        &lines,
+        "FAIL",
+        "registry",
+        &["dedicated data endpoint", "login server"],
+    );
+    assert_eq!(
+        total_requests(&s.fake),
+        0,
+        "doctor sent nothing to a data endpoint"
+    );
+}
+
+#[test]
 fn a_bad_config_file_names_line_and_key() {
     let s = Setup::new();
     healthy(&s);

@@ -92,6 +92,13 @@ async fn dispatch(shared: &Shared, request: Request, stop: &mut bool) -> Respons
             min_ttl_secs,
         } => get::handle(shared, &registry, &env, min_ttl_secs).await,
         Request::Forget { registry } => forget::handle(shared, &registry),
+        Request::StoreLogin {
+            registry,
+            username,
+            secret,
+        } => shared.logins.store(&registry, username, secret),
+        Request::GetLogin { registry } => shared.logins.get(&registry),
+        Request::EraseLogin { registry } => shared.logins.erase(&registry),
         Request::Status => status::handle(shared),
         Request::Stop => {
             *stop = true;

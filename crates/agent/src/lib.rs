@@ -32,6 +32,7 @@ mod error;
 mod forget;
 mod get;
 mod instance;
+mod logins;
 mod scheduler;
 mod server;
 mod state;

@@ -33,6 +33,8 @@ pub(crate) struct Shared {
     pub started_at: u64,
     /// Wall clock of the last request, for idle exit.
     last_request: AtomicU64,
+    /// Static logins kept in memory when the caller had no usable keyring.
+    pub logins: crate::logins::Logins,
 }
 
 impl Shared {
@@ -57,6 +59,7 @@ impl Shared {
             stop: Notify::new(),
             started_at: now,
             last_request: AtomicU64::new(now),
+            logins: Default::default(),
         }
     }
 

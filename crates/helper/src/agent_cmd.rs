@@ -135,8 +135,19 @@ pub fn status(json: bool) -> u8 {
                 return 1;
             }
         };
+    let logins = crate::statics::where_kept();
     if json {
-        let v = serde_json::json!({ "socket": socket, "pid": pid, "version": version, "uptime_secs": uptime_secs, "entries": entries });
+        let logins: serde_json::Map<String, serde_json::Value> = logins
+            .iter()
+            .map(|(host, user, store)| {
+                let kept = store.map_or(serde_json::Value::Null, |s| s.key().into());
+                (
+                    host.clone(),
+                    serde_json::json!({ "username": user, "store": kept }),
+                )
+            })
+            .collect();
+        let v = serde_json::json!({ "socket": socket, "pid": pid, "version": version, "uptime_secs": uptime_secs, "entries": entries, "logins": logins });
         stdout_line(&v.to_string());
         return 0;
     }
@@ -172,6 +183,9 @@ pub fn status(json: bool) -> u8 {
                 .map(|m| format!("  last error: {m}"))
                 .unwrap_or_default()
         ));
+    }
+    for line in crate::statics::describe_logins(&logins) {
+        stdout_line(&line);
     }
     0
 }

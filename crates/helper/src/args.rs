@@ -239,6 +239,8 @@ mod tests {
         assert!(p(&["export"]).is_err());
         assert!(p(&["export", "--format", "yaml", "r"]).is_err());
         assert!(p(&["export", "--name"]).is_err());
+        assert!(p(&["export", "--name", "Bad Name", "r"]).is_err());
+        assert!(p(&["export", "--namespace", "-x", "r"]).is_err());
         match p(&[
             "sync",
             "--file",

@@ -216,12 +216,20 @@ fn via_agent(
     config: &Config,
     min_ttl_secs: Option<u64>,
 ) -> Result<Response, String> {
+    call_agent(
+        || Request::Get {
+            registry: host.to_string(),
+            env: request_env(config),
+            min_ttl_secs,
+        },
+        true,
+    )
+}
+
+/// Sends one request to the agent, replacing one that speaks another protocol version and, when
+/// `start`, starting it if none runs (`Err` when none runs and `start` is false).
+pub fn call_agent(request: impl Fn() -> Request, start: bool) -> Result<Response, String> {
     let socket = acr_proto::paths::socket_path();
-    let request = || Request::Get {
-        registry: host.to_string(),
-        env: request_env(config),
-        min_ttl_secs,
-    };
     match client::call(&socket, request(), AGENT_ANSWER_TIMEOUT) {
         Ok(r) => return Ok(r),
         Err(ClientError::Failed(e)) => return Err(e),
@@ -230,6 +238,9 @@ fn via_agent(
             client::stop(&socket, Duration::from_secs(3));
         }
         Err(ClientError::NotRunning) => {}
+    }
+    if !start {
+        return Err("the agent is not running".into());
     }
     spawn::spawn_agent(&socket)?;
     client::call(&socket, request(), AGENT_ANSWER_TIMEOUT).map_err(|e| format!("{e:?}"))
@@ -262,7 +273,11 @@ pub fn store() -> u8 {
             0
         }
         Ok(Target::Ours { host, .. }) => match crate::statics::save(&host.to_string(), &creds.username, &creds.secret) {
-            Ok(()) => 0,
+            Ok(crate::statics::LoginStore::AgentMemory) => {
+                stderr_line(&format!("no keyring is usable here (no Secret Service, kernel keyring calls refused): the login for {host} is kept in the agent's memory until it exits"));
+                0
+            }
+            Ok(_) => 0,
             Err(e) => fail(&e),
         },
         Ok(Target::NotOurs) => fail(&format!(

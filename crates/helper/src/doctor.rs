@@ -124,6 +124,16 @@ pub fn run(opts: Options) -> u8 {
         r.warn("shadowed", &w, None);
     }
     files::docker_auth_config(&mut r, &hosts);
+    let logins = crate::statics::where_kept();
+    for (line, (_, _, store)) in crate::statics::describe_logins(&logins)
+        .into_iter()
+        .zip(&logins)
+    {
+        match store {
+            Some(_) => r.ok("logins", &line),
+            None => r.warn("logins", &line, None),
+        }
+    }
     let status = agent(&mut r);
     let engine = Engine::new(Arc::new(SystemClock));
     let env = crate::docker::request_env(&config);

@@ -92,6 +92,25 @@ pub fn recognised(raw: &str, config: &Config) -> Result<(), String> {
     }
 }
 
+/// A Kubernetes object name (RFC 1123 subdomain: lower-case letters, digits, `-` and `.`, at
+/// most 253 bytes, starting and ending alphanumeric), or a one-line error.
+fn k8s_name(flag: &str, v: String) -> Result<String, String> {
+    let ok = !v.is_empty()
+        && v.len() <= 253
+        && v.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && v.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && v.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if ok {
+        Ok(v)
+    } else {
+        Err(format!(
+            "export: {flag} {} is not a Kubernetes name (lower-case letters, digits, '-' and '.')",
+            crate::args::printable(&v)
+        ))
+    }
+}
+
 /// Parses `export`'s arguments (after the verb).
 pub fn parse_args(rest: &[&str]) -> Result<Options, String> {
     let mut o = Options::default();
@@ -130,8 +149,8 @@ pub fn parse_args(rest: &[&str]) -> Result<Options, String> {
                     }
                 }
             }
-            "--namespace" => o.namespace = Some(value("a namespace")?),
-            "--name" => o.name = Some(value("a Secret name")?),
+            "--namespace" => o.namespace = Some(k8s_name(flag, value("a namespace")?)?),
+            "--name" => o.name = Some(k8s_name(flag, value("a Secret name")?)?),
             f if f.starts_with('-') => {
                 return Err(format!(
                     "export: unknown option {}",

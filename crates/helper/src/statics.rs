@@ -2,10 +2,18 @@
 //! in the OS keyring: `docker login myreg.azurecr.io -u NAME -p ...` → `store`; `get` prefers
 //! them over Entra for that registry; `erase` removes them; `list` shows them.
 //!
+//! Where the secret goes ([`LoginStore`]): the desktop's Secret Service (GNOME Keyring, KWallet,
+//! KeePassXC) when a session bus offers `org.freedesktop.secrets`, so logins survive a reboot;
+//! else the kernel keyring; else, when keyring calls are
+//! refused (Docker's default seccomp profile forbids `keyctl`/`add_key`/`request_key` inside
+//! containers), the agent's memory for the agent's life, so `docker login` never fails for want
+//! of a keyring. `store` says so on stderr when it falls back.
+//!
 //! The keyring cannot enumerate, so a small index file (`logins.json` in the config dir: host →
 //! username, never a secret) says which hosts have one; `get` touches the keyring only for
 //! hosts in it, keeping the hot path free of keyring calls for everyone else.
 
+use acr_proto::ipc::{Request, Response};
 use acr_proto::Secret;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -55,35 +63,193 @@ fn entry(_host: &str) -> Result<keyring_core::Entry, String> {
     Err("static logins need a keyring store, not built for this platform yet".into())
 }
 
-/// The stored login for `host`, if any.
-pub fn lookup(host: &str) -> Option<(String, Secret)> {
-    let username = list().remove(host)?;
-    match entry(host).and_then(|e| e.get_password().map_err(|e| e.to_string())) {
-        Ok(secret) => Some((username, Secret::new(secret))),
-        Err(e) => {
-            tracing::debug!(registry = host, "stored login unreadable: {e}");
-            None
+/// Where a static login's secret is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginStore {
+    /// The Secret Service on the session bus (survives reboot).
+    SecretService,
+    /// The kernel keyring (kept while used; gone at reboot).
+    KernelKeyring,
+    /// The agent's memory: no keyring was usable; gone when the agent exits.
+    AgentMemory,
+}
+
+impl LoginStore {
+    /// Machine-readable name (`agent status --json`).
+    pub fn key(self) -> &'static str {
+        match self {
+            LoginStore::SecretService => "secret-service",
+            LoginStore::KernelKeyring => "kernel-keyring",
+            LoginStore::AgentMemory => "agent-memory",
+        }
+    }
+
+    /// For `doctor` and `agent status`.
+    pub fn describe(self) -> &'static str {
+        match self {
+            LoginStore::SecretService => "the Secret Service (desktop keyring; survives reboot)",
+            LoginStore::KernelKeyring => "the kernel keyring (lost at reboot)",
+            LoginStore::AgentMemory => {
+                "the agent's memory (no keyring usable here; lost when the agent exits)"
+            }
         }
     }
 }
 
-/// Keeps a login for `host`.
-pub fn save(host: &str, username: &str, secret: &Secret) -> Result<(), String> {
-    entry(host)?
-        .set_password(secret.expose())
-        .map_err(|e| format!("cannot store the login for {host} in the keyring: {e}"))?;
+/// The Secret Service entry for `host`, when a session bus offers `org.freedesktop.secrets`
+/// (connecting opens an encrypted session with the service, D-Bus-activating it if needed).
+#[cfg(target_os = "linux")]
+fn secret_service_entry(host: &str) -> Result<keyring_core::Entry, String> {
+    let bus = std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some_and(|v| !v.is_empty())
+        || std::env::var_os("XDG_RUNTIME_DIR")
+            .is_some_and(|d| std::path::Path::new(&d).join("bus").exists());
+    if !bus {
+        return Err("no session bus".into());
+    }
+    let store: std::sync::Arc<keyring_core::CredentialStore> =
+        zbus_secret_service_keyring_store::Store::new()
+            .map_err(|e| format!("Secret Service: {e}"))?;
+    store
+        .build(SERVICE, host, None)
+        .map_err(|e| format!("Secret Service: {e}"))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn secret_service_entry(_host: &str) -> Result<keyring_core::Entry, String> {
+    Err("no Secret Service on this platform".into())
+}
+
+/// Opens one keyring's entry for a host.
+type OpenEntry = fn(&str) -> Result<keyring_core::Entry, String>;
+
+/// The stores to try, best first: the Secret Service, then the kernel keyring.
+fn keyrings() -> [(LoginStore, OpenEntry); 2] {
+    [
+        (LoginStore::SecretService, secret_service_entry),
+        (LoginStore::KernelKeyring, entry),
+    ]
+}
+
+fn keyring_get(host: &str) -> Result<(Secret, LoginStore), String> {
+    let mut errors = Vec::new();
+    for (store, open) in keyrings() {
+        match open(host).and_then(|e| e.get_password().map_err(|e| e.to_string())) {
+            Ok(secret) => return Ok((Secret::new(secret), store)),
+            Err(e) => errors.push(e),
+        }
+    }
+    Err(errors.join("; "))
+}
+
+fn agent_get(host: &str) -> Option<Secret> {
+    let request = || Request::GetLogin {
+        registry: host.to_string(),
+    };
+    match crate::docker::call_agent(request, false) {
+        Ok(Response::Login { secret, .. }) => Some(secret),
+        _ => None,
+    }
+}
+
+/// The stored login for `host`, if any, and where it was found.
+pub fn find(host: &str) -> Option<(String, Secret, LoginStore)> {
+    let username = list().remove(host)?;
+    match keyring_get(host) {
+        Ok((secret, store)) => return Some((username, secret, store)),
+        Err(e) => tracing::debug!(registry = host, "no stored login in the keyring: {e}"),
+    }
+    agent_get(host).map(|secret| (username, secret, LoginStore::AgentMemory))
+}
+
+/// The stored login for `host`, if any.
+pub fn lookup(host: &str) -> Option<(String, Secret)> {
+    find(host).map(|(u, s, _)| (u, s))
+}
+
+/// Every host with a stored login, its username and the store holding it (`None`: listed, but
+/// no store has it any more, e.g. the agent that kept it exited). Never the secret.
+pub fn where_kept() -> Vec<(String, String, Option<LoginStore>)> {
+    list()
+        .into_iter()
+        .map(|(host, user)| {
+            let store = find(&host).map(|(_, _, s)| s);
+            (host, user, store)
+        })
+        .collect()
+}
+
+/// One line per stored login saying where it is kept.
+pub fn describe_logins(logins: &[(String, String, Option<LoginStore>)]) -> Vec<String> {
+    logins
+        .iter()
+        .map(|(host, user, store)| match store {
+            Some(s) => format!("static login for {host} (user {user}) is kept in {}", s.describe()),
+            None => format!("static login for {host} (user {user}) is listed but no store holds it any more: run docker login {host} again"),
+        })
+        .collect()
+}
+
+/// Keeps a login for `host`: in the keyring, else in the agent's memory (started if needed).
+pub fn save(host: &str, username: &str, secret: &Secret) -> Result<LoginStore, String> {
+    let mut errors = Vec::new();
+    let mut kept = None;
+    for (store, open) in keyrings() {
+        match open(host).and_then(|e| e.set_password(secret.expose()).map_err(|e| e.to_string())) {
+            Ok(()) => {
+                kept = Some(store);
+                break;
+            }
+            Err(e) => {
+                tracing::debug!(registry = host, ?store, "cannot keep the login there: {e}");
+                errors.push(e);
+            }
+        }
+    }
+    let kept = match kept {
+        Some(store) => store,
+        None => {
+            let keyring = errors.join("; ");
+            tracing::debug!(
+                registry = host,
+                "keyring unusable ({keyring}); keeping the login in the agent"
+            );
+            let request = || Request::StoreLogin {
+                registry: host.to_string(),
+                username: username.to_string(),
+                secret: secret.clone(),
+            };
+            match crate::docker::call_agent(request, true) {
+                Ok(Response::Ok) => LoginStore::AgentMemory,
+                Ok(Response::Error { message }) => return Err(message),
+                Ok(_) | Err(_) => {
+                    return Err(format!(
+                        "cannot store the login for {host}: the keyring is unusable ({keyring}) and the agent did not take it; check `docker-credential-acr doctor`"
+                    ))
+                }
+            }
+        }
+    };
     let mut index = list();
     index.insert(host.to_string(), username.to_string());
-    write_index(&index)
+    write_index(&index)?;
+    Ok(kept)
 }
 
 /// Forgets the login for `host`; true if there was one.
 pub fn remove(host: &str) -> bool {
     let mut index = list();
     let had = index.remove(host).is_some();
-    if let Ok(e) = entry(host) {
-        let _ = e.delete_credential();
+    for (_, open) in keyrings() {
+        if let Ok(e) = open(host) {
+            let _ = e.delete_credential();
+        }
     }
+    let _ = crate::docker::call_agent(
+        || Request::EraseLogin {
+            registry: host.to_string(),
+        },
+        false,
+    );
     if had {
         let _ = write_index(&index);
     }

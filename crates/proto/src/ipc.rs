@@ -44,6 +44,26 @@ pub enum Request {
         /// Canonical registry host.
         registry: String,
     },
+    /// Keep a static login (admin user, repository-scoped token) in the agent's memory for its
+    /// life: the last resort when no keyring is usable (keyring syscalls forbidden by seccomp).
+    StoreLogin {
+        /// Canonical registry host.
+        registry: String,
+        /// The login's user name.
+        username: String,
+        /// Its password or token.
+        secret: Secret,
+    },
+    /// The static login kept in memory for a registry: `Login`, or `NotFound`.
+    GetLogin {
+        /// Canonical registry host.
+        registry: String,
+    },
+    /// Forget the static login kept in memory for a registry.
+    EraseLogin {
+        /// Canonical registry host.
+        registry: String,
+    },
     /// Per-registry cache state, never a secret.
     Status,
     /// Drain and exit. Its JSON shape (`{"v":N,"op":"stop"}`) never changes.
@@ -65,8 +85,15 @@ pub enum Response {
         /// A notice for stderr (e.g. serving a short-lived token during an outage).
         warning: Option<String>,
     },
-    /// The registry is not one the agent serves.
+    /// The registry is not one the agent serves (or, for `get_login`, has no login in memory).
     NotFound,
+    /// A static login kept in the agent's memory.
+    Login {
+        /// The login's user name.
+        username: String,
+        /// Its password or token.
+        secret: Secret,
+    },
     /// A one-line, actionable failure.
     Error {
         /// The message for the user.

@@ -55,6 +55,8 @@ mod process;
 mod proxy;
 mod registry;
 mod route;
+#[cfg(target_os = "linux")]
+pub mod seccomp;
 mod server;
 mod signer;
 mod state;
