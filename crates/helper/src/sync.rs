@@ -28,13 +28,29 @@ pub struct Options {
     /// Registries to keep.
     pub registries: Vec<String>,
     /// Kubernetes Secrets to keep instead of a file.
-    pub k8s: acr_kube_sync::Options,
+    pub k8s: K8sOptions,
 }
+
+/// The Kubernetes target's options (the `k8s` feature, on by default, links kube-rs through
+/// `acr-kube-sync`; builds without it, such as the fuzz targets, refuse the flags).
+#[cfg(feature = "k8s")]
+pub type K8sOptions = acr_kube_sync::Options;
+
+/// Without the `k8s` feature there is no Kubernetes target.
+#[cfg(not(feature = "k8s"))]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct K8sOptions;
 
 impl Options {
     /// Whether any Kubernetes target was named.
+    #[cfg(feature = "k8s")]
     fn wants_k8s(&self) -> bool {
         !self.k8s.secrets.is_empty() || self.k8s.namespace_selector.is_some()
+    }
+
+    #[cfg(not(feature = "k8s"))]
+    fn wants_k8s(&self) -> bool {
+        false
     }
 }
 
@@ -63,8 +79,10 @@ impl Sink for FileSink {
 
 /// `kubernetes.io/dockerconfigjson` Secrets kept through the Kubernetes API; the document is
 /// [`authfile::docker_config`], the expiry the [`authfile::EXPIRES_ANNOTATION`] annotation.
+#[cfg(feature = "k8s")]
 pub struct SecretSink(acr_kube_sync::Target);
 
+#[cfg(feature = "k8s")]
 impl Sink for SecretSink {
     fn describe(&self) -> String {
         self.0.describe()
@@ -155,6 +173,12 @@ pub fn run(opts: Options) -> u8 {
     install_signal_handlers();
     let sink: Box<dyn Sink> = match opts.file.clone() {
         Some(file) => Box::new(FileSink(file)),
+        #[cfg(not(feature = "k8s"))]
+        None => {
+            stderr_line("sync: --file PATH is required (this build has no Kubernetes support)");
+            return 1;
+        }
+        #[cfg(feature = "k8s")]
         None => {
             let say = Box::new(|line: &str| stderr_line(line));
             let target = match acr_kube_sync::Target::connect(opts.k8s.clone(), say) {
@@ -288,32 +312,13 @@ pub fn parse_args(rest: &[&str]) -> Result<Options, String> {
         };
         match flag {
             "--file" => o.file = Some(PathBuf::from(value("a path")?)),
-            "--k8s-secret" => {
-                let v = value("NAMESPACE/NAME")?;
-                let r = acr_kube_sync::SecretRef::parse(&v).map_err(|e| format!("sync: {e}"))?;
-                o.k8s.secrets.push(r);
-            }
-            "--namespace-selector" => {
-                o.k8s.namespace_selector = Some(value("a label selector such as acr-pull=true")?)
-            }
-            "--secret-name" => {
-                let v = value("a Secret name")?;
-                acr_kube_sync::SecretRef::parse(&format!("x/{v}"))
-                    .map_err(|e| format!("sync: --secret-name: {e}"))?;
-                o.k8s.selector_secret_name = Some(v);
-            }
-            "--service-account" => {
-                let v = value("a ServiceAccount name")?;
-                acr_kube_sync::SecretRef::parse(&format!("x/{v}"))
-                    .map_err(|e| format!("sync: --service-account: {e}"))?;
-                o.k8s.service_account = Some(v);
-            }
-            "--lease" => {
-                let v = value("NAMESPACE/NAME")?;
-                o.k8s.lease = Some(
-                    acr_kube_sync::LeaseRef::parse(&v)
-                        .map_err(|e| format!("sync: --lease: {e}"))?,
-                );
+            "--k8s-secret"
+            | "--namespace-selector"
+            | "--secret-name"
+            | "--service-account"
+            | "--lease" => {
+                let v = value(k8s_value(flag))?;
+                k8s_flag(&mut o.k8s, flag, v)?
             }
             "--min-ttl" => {
                 let v = value("a duration such as 2h")?;
@@ -335,6 +340,63 @@ pub fn parse_args(rest: &[&str]) -> Result<Options, String> {
         (true, true) => return Err("sync: --file and Kubernetes Secrets are separate targets; run one sync for each".into()),
         _ => {}
     }
+    k8s_check(&o)?;
+    if o.registries.is_empty() {
+        return Err("sync: name at least one registry, e.g. docker-credential-acr sync --file /shared/auth.json myreg.azurecr.io".into());
+    }
+    Ok(o)
+}
+
+/// What a Kubernetes flag's value is, for the "needs" message.
+fn k8s_value(flag: &str) -> &'static str {
+    match flag {
+        "--k8s-secret" | "--lease" => "NAMESPACE/NAME",
+        "--namespace-selector" => "a label selector such as acr-pull=true",
+        "--secret-name" => "a Secret name",
+        _ => "a ServiceAccount name",
+    }
+}
+
+/// Records one Kubernetes flag, checking names as Kubernetes would.
+#[cfg(feature = "k8s")]
+fn k8s_flag(k: &mut K8sOptions, flag: &str, v: String) -> Result<(), String> {
+    use acr_kube_sync::SecretRef;
+    // A bare name is checked as the NAME half of NAMESPACE/NAME.
+    let name = |v: &str| {
+        SecretRef::parse(&format!("x/{v}"))
+            .map(|_| ())
+            .map_err(|e| format!("sync: {flag}: {e}"))
+    };
+    match flag {
+        "--k8s-secret" => k
+            .secrets
+            .push(SecretRef::parse(&v).map_err(|e| format!("sync: {e}"))?),
+        "--namespace-selector" => k.namespace_selector = Some(v),
+        "--secret-name" => {
+            name(&v)?;
+            k.selector_secret_name = Some(v);
+        }
+        "--service-account" => {
+            name(&v)?;
+            k.service_account = Some(v);
+        }
+        _ => {
+            k.lease = Some(SecretRef::parse(&v).map_err(|e| format!("sync: {flag}: {e}"))?);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "k8s"))]
+fn k8s_flag(_: &mut K8sOptions, flag: &str, _: String) -> Result<(), String> {
+    Err(format!(
+        "sync: {flag}: this build has no Kubernetes support (acr-helper without its k8s feature)"
+    ))
+}
+
+/// The Kubernetes flags that only make sense together.
+#[cfg(feature = "k8s")]
+fn k8s_check(o: &Options) -> Result<(), String> {
     if o.k8s.namespace_selector.is_some() != o.k8s.selector_secret_name.is_some() {
         return Err("sync: --namespace-selector SEL and --secret-name NAME go together, e.g. --namespace-selector acr-pull=true --secret-name acr-pull".into());
     }
@@ -343,13 +405,15 @@ pub fn parse_args(rest: &[&str]) -> Result<Options, String> {
             "sync: --service-account and --lease apply to Kubernetes Secrets, not --file".into(),
         );
     }
-    if o.registries.is_empty() {
-        return Err("sync: name at least one registry, e.g. docker-credential-acr sync --file /shared/auth.json myreg.azurecr.io".into());
-    }
-    Ok(o)
+    Ok(())
 }
 
-#[cfg(test)]
+#[cfg(not(feature = "k8s"))]
+fn k8s_check(_: &Options) -> Result<(), String> {
+    Ok(())
+}
+
+#[cfg(all(test, feature = "k8s"))]
 mod tests {
     use super::*;
 
