@@ -20,7 +20,7 @@ fn helper(s: &Setup, agent: bool) -> Command {
 }
 
 /// `(username, secret)` of `host` in a Docker config JSON.
-fn auth_of(doc: &serde_json::Value, host: &str) -> (String, String) {
+pub fn auth_of(doc: &serde_json::Value, host: &str) -> (String, String) {
     let auth = doc["auths"][host]["auth"]
         .as_str()
         .unwrap_or_else(|| panic!("no auths.{host}.auth in {doc}"));
@@ -30,7 +30,7 @@ fn auth_of(doc: &serde_json::Value, host: &str) -> (String, String) {
 }
 
 /// `(iat, exp)` claims of a JWT.
-fn iat_exp(jwt: &str) -> (u64, u64) {
+pub fn iat_exp(jwt: &str) -> (u64, u64) {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let payload = jwt.split('.').nth(1).expect("JWT payload");
     let claims: serde_json::Value =
@@ -41,7 +41,7 @@ fn iat_exp(jwt: &str) -> (u64, u64) {
     )
 }
 
-fn now() -> u64 {
+pub fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -49,7 +49,7 @@ fn now() -> u64 {
 }
 
 /// skopeo inspects the image with only `authfile` for credentials; returns the manifest digest.
-fn skopeo_inspect_with(s: &Setup, authfile: &Path) -> String {
+pub fn skopeo_inspect_with(s: &Setup, authfile: &Path) -> String {
     let out = s.run(
         s.skopeo(ClientEnv::Bare)
             .arg("inspect")

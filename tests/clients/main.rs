@@ -10,6 +10,7 @@
 mod docker_cli;
 mod dockerpy;
 mod export;
+mod k8s_sync;
 mod skopeo;
 mod statics;
 mod util;

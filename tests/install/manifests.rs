@@ -14,6 +14,8 @@ use std::process::Command;
 const MANIFESTS: &[&str] = &[
     "kubernetes/node-installer.yaml",
     "kubelet/node-audience-rbac.yaml",
+    "kubernetes/pull-secret-sync.yaml",
+    "kubernetes/pull-secret-sync-selector-rbac.yaml",
 ];
 
 fn validator() -> PathBuf {

@@ -67,7 +67,7 @@ pub enum Command {
 }
 
 /// One-line usage, printed for bad arguments.
-pub const USAGE: &str = "Usage: docker-credential-acr <store|get|erase|list|version> | warm [--min-ttl 2h] REGISTRY... | agent <run|status|stop [--forget]> | kubelet [merge-config --into PATH --from FILE --out OUT] | configure [--containers] [--dry-run] REGISTRY... | doctor [--acquire] [REGISTRY] | export [--min-ttl 2h] [--format docker-config|k8s-secret] [--namespace NS] [--name NAME] REGISTRY... | sync --file PATH [--min-ttl 2h] REGISTRY...";
+pub const USAGE: &str = "Usage: docker-credential-acr <store|get|erase|list|version> | warm [--min-ttl 2h] REGISTRY... | agent <run|status|stop [--forget]> | kubelet [merge-config --into PATH --from FILE --out OUT] | configure [--containers] [--dry-run] REGISTRY... | doctor [--acquire] [REGISTRY] | export [--min-ttl 2h] [--format docker-config|k8s-secret] [--namespace NS] [--name NAME] REGISTRY... | sync (--file PATH | --k8s-secret NS/NAME... | --namespace-selector SEL --secret-name NAME) [--service-account NAME] [--lease NS/NAME] [--min-ttl 2h] REGISTRY...";
 
 /// Parses arguments (without the program name).
 pub fn parse(args: &[String]) -> Result<Command, String> {

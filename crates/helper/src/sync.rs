@@ -5,8 +5,9 @@
 //! its cache, else in-process); a failed round keeps the last good file and retries with backoff.
 //! SIGTERM/SIGINT end it with exit 0, never in the middle of a write.
 //!
-//! Where the document goes is a [`Sink`], so other targets (a Kubernetes Secret) can be added
-//! beside the file.
+//! Where the document goes is a [`Sink`]: the file, or `--k8s-secret NAMESPACE/NAME` /
+//! `--namespace-selector SEL --secret-name NAME` Kubernetes Secrets ([`SecretSink`], through the
+//! `acr-kube-sync` crate), on the same loop and the same refresh rule.
 
 use crate::authfile;
 use crate::output::stderr_line;
@@ -26,6 +27,31 @@ pub struct Options {
     pub min_ttl: Option<u64>,
     /// Registries to keep.
     pub registries: Vec<String>,
+    /// Kubernetes Secrets to keep instead of a file.
+    pub k8s: K8sOptions,
+}
+
+/// The Kubernetes target's options (the `k8s` feature, on by default, links kube-rs through
+/// `acr-kube-sync`; builds without it, such as the fuzz targets, refuse the flags).
+#[cfg(feature = "k8s")]
+pub type K8sOptions = acr_kube_sync::Options;
+
+/// Without the `k8s` feature there is no Kubernetes target.
+#[cfg(not(feature = "k8s"))]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct K8sOptions;
+
+impl Options {
+    /// Whether any Kubernetes target was named.
+    #[cfg(feature = "k8s")]
+    fn wants_k8s(&self) -> bool {
+        !self.k8s.secrets.is_empty() || self.k8s.namespace_selector.is_some()
+    }
+
+    #[cfg(not(feature = "k8s"))]
+    fn wants_k8s(&self) -> bool {
+        false
+    }
 }
 
 /// A place `sync` keeps the credentials.
@@ -48,6 +74,32 @@ impl Sink for FileSink {
         let text = authfile::docker_config(creds).to_string() + "\n";
         authfile::write_private(&self.0, text.as_bytes())
             .map_err(|e| format!("cannot write {}: {e}", self.0.display()))
+    }
+}
+
+/// `kubernetes.io/dockerconfigjson` Secrets kept through the Kubernetes API; the document is
+/// [`authfile::docker_config`], the expiry the [`authfile::EXPIRES_ANNOTATION`] annotation.
+#[cfg(feature = "k8s")]
+pub struct SecretSink(acr_kube_sync::Target);
+
+#[cfg(feature = "k8s")]
+impl Sink for SecretSink {
+    fn describe(&self) -> String {
+        self.0.describe()
+    }
+
+    fn write(&self, creds: &[Fresh]) -> Result<(), String> {
+        let config = authfile::docker_config(creds).to_string().into_bytes();
+        let mut annotations = std::collections::BTreeMap::new();
+        if let Some(exp) = authfile::earliest_expiry(creds) {
+            annotations.insert(
+                authfile::EXPIRES_ANNOTATION.to_string(),
+                acr_proto::time::rfc3339_utc(exp),
+            );
+        }
+        self.0
+            .write(config, annotations)
+            .map_err(|e| format!("sync: {e}"))
     }
 }
 
@@ -115,15 +167,33 @@ pub fn run(opts: Options) -> u8 {
             return 1;
         }
     }
-    let Some(file) = opts.file.clone() else {
-        stderr_line("sync: --file PATH is required");
-        return 1;
-    };
     let min_ttl = opts
         .min_ttl
         .unwrap_or_else(|| Policy::from_settings(&config.agent).min_ttl);
     install_signal_handlers();
-    keep_fresh(&FileSink(file), &opts.registries, min_ttl, &config)
+    let sink: Box<dyn Sink> = match opts.file.clone() {
+        Some(file) => Box::new(FileSink(file)),
+        #[cfg(not(feature = "k8s"))]
+        None => {
+            stderr_line("sync: --file PATH is required (this build has no Kubernetes support)");
+            return 1;
+        }
+        #[cfg(feature = "k8s")]
+        None => {
+            let say = Box::new(|line: &str| stderr_line(line));
+            let target = match acr_kube_sync::Target::connect(opts.k8s.clone(), say) {
+                Ok(t) => t,
+                Err(e) => {
+                    stderr_line(&format!("sync: {e}"));
+                    return 1;
+                }
+            };
+            // With --lease, a follower waits here (SIGTERM still exits 0).
+            target.lead();
+            Box::new(SecretSink(target))
+        }
+    };
+    keep_fresh(sink.as_ref(), &opts.registries, min_ttl, &config)
 }
 
 /// The loop: acquire every registry, rewrite the sink when any credential changed, sleep until
@@ -241,6 +311,14 @@ pub fn parse_args(rest: &[&str]) -> Result<Options, String> {
         };
         match flag {
             "--file" => o.file = Some(PathBuf::from(value("a path")?)),
+            "--k8s-secret"
+            | "--namespace-selector"
+            | "--secret-name"
+            | "--service-account"
+            | "--lease" => {
+                let v = value(k8s_value(flag))?;
+                k8s_flag(&mut o.k8s, flag, v)?
+            }
             "--min-ttl" => {
                 let v = value("a duration such as 2h")?;
                 let d = acr_proto::config::parse_duration(&v)
@@ -256,11 +334,137 @@ pub fn parse_args(rest: &[&str]) -> Result<Options, String> {
             _ => o.registries.push(a.to_string()),
         }
     }
-    if o.file.is_none() {
-        return Err("sync: --file PATH is required, e.g. docker-credential-acr sync --file /shared/auth.json myreg.azurecr.io".into());
+    match (o.file.is_some(), o.wants_k8s()) {
+        (false, false) => return Err("sync: --file PATH or --k8s-secret NAMESPACE/NAME is required, e.g. docker-credential-acr sync --file /shared/auth.json myreg.azurecr.io".into()),
+        (true, true) => return Err("sync: --file and Kubernetes Secrets are separate targets; run one sync for each".into()),
+        _ => {}
     }
+    k8s_check(&o)?;
     if o.registries.is_empty() {
         return Err("sync: name at least one registry, e.g. docker-credential-acr sync --file /shared/auth.json myreg.azurecr.io".into());
     }
     Ok(o)
+}
+
+/// What a Kubernetes flag's value is, for the "needs" message.
+fn k8s_value(flag: &str) -> &'static str {
+    match flag {
+        "--k8s-secret" | "--lease" => "NAMESPACE/NAME",
+        "--namespace-selector" => "a label selector such as acr-pull=true",
+        "--secret-name" => "a Secret name",
+        _ => "a ServiceAccount name",
+    }
+}
+
+/// Records one Kubernetes flag, checking names as Kubernetes would.
+#[cfg(feature = "k8s")]
+fn k8s_flag(k: &mut K8sOptions, flag: &str, v: String) -> Result<(), String> {
+    use acr_kube_sync::SecretRef;
+    // A bare name is checked as the NAME half of NAMESPACE/NAME.
+    let name = |v: &str| {
+        SecretRef::parse(&format!("x/{v}"))
+            .map(|_| ())
+            .map_err(|e| format!("sync: {flag}: {e}"))
+    };
+    match flag {
+        "--k8s-secret" => k
+            .secrets
+            .push(SecretRef::parse(&v).map_err(|e| format!("sync: {e}"))?),
+        "--namespace-selector" => k.namespace_selector = Some(v),
+        "--secret-name" => {
+            name(&v)?;
+            k.selector_secret_name = Some(v);
+        }
+        "--service-account" => {
+            name(&v)?;
+            k.service_account = Some(v);
+        }
+        _ => {
+            k.lease = Some(SecretRef::parse(&v).map_err(|e| format!("sync: {flag}: {e}"))?);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "k8s"))]
+fn k8s_flag(_: &mut K8sOptions, flag: &str, _: String) -> Result<(), String> {
+    Err(format!(
+        "sync: {flag}: this build has no Kubernetes support (acr-helper without its k8s feature)"
+    ))
+}
+
+/// The Kubernetes flags that only make sense together.
+#[cfg(feature = "k8s")]
+fn k8s_check(o: &Options) -> Result<(), String> {
+    if o.k8s.namespace_selector.is_some() != o.k8s.selector_secret_name.is_some() {
+        return Err("sync: --namespace-selector SEL and --secret-name NAME go together, e.g. --namespace-selector acr-pull=true --secret-name acr-pull".into());
+    }
+    if o.file.is_some() && (o.k8s.service_account.is_some() || o.k8s.lease.is_some()) {
+        return Err(
+            "sync: --service-account and --lease apply to Kubernetes Secrets, not --file".into(),
+        );
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "k8s"))]
+fn k8s_check(_: &Options) -> Result<(), String> {
+    Ok(())
+}
+
+#[cfg(all(test, feature = "k8s"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kubernetes_targets_parse_and_exclude_the_file() {
+        let o = parse_args(&[
+            "--k8s-secret",
+            "team-a/acr-pull",
+            "--k8s-secret=default/acr-pull",
+            "--service-account",
+            "default",
+            "--lease",
+            "ops/acr-sync",
+            "r.azurecr.io",
+        ])
+        .unwrap();
+        let names: Vec<String> = o.k8s.secrets.iter().map(|s| s.to_string()).collect();
+        assert_eq!(names, ["team-a/acr-pull", "default/acr-pull"]);
+        assert_eq!(o.k8s.service_account.as_deref(), Some("default"));
+        assert_eq!(o.k8s.lease.as_ref().unwrap().to_string(), "ops/acr-sync");
+        assert_eq!(o.registries, ["r.azurecr.io"]);
+        assert!(o.file.is_none());
+
+        let o = parse_args(&[
+            "--namespace-selector",
+            "acr-pull=true",
+            "--secret-name",
+            "pull",
+            "r.azurecr.io",
+        ])
+        .unwrap();
+        assert_eq!(o.k8s.namespace_selector.as_deref(), Some("acr-pull=true"));
+        assert_eq!(o.k8s.selector_secret_name.as_deref(), Some("pull"));
+
+        for bad in [
+            &["--k8s-secret", "a/b", "--file", "f", "r.azurecr.io"][..],
+            &["--namespace-selector", "x=y", "r.azurecr.io"],
+            &["--secret-name", "pull", "r.azurecr.io"],
+            &["--file", "f", "--service-account", "d", "r.azurecr.io"],
+            &["--file", "f", "--lease", "a/b", "r.azurecr.io"],
+            &[
+                "--namespace-selector",
+                "x",
+                "--secret-name",
+                "Bad",
+                "r.azurecr.io",
+            ],
+            &["--k8s-secret", "nonamespace", "r.azurecr.io"],
+            &["--k8s-secret", "a/b"],
+            &["--lease", "a/b", "r.azurecr.io"],
+        ] {
+            assert!(parse_args(bad).is_err(), "{bad:?}");
+        }
+    }
 }

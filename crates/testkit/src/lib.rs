@@ -50,6 +50,7 @@ mod entra;
 mod fake;
 pub mod harness;
 mod jwt;
+mod kubeapi;
 mod mi;
 mod oci;
 mod oidc;
@@ -69,6 +70,7 @@ pub use engine::{
 };
 pub use fake::{FakeAzure, FakeOptions};
 pub use jwt::rfc3339_utc;
+pub use kubeapi::{FakeKube, KubeCall};
 pub use mi::MI_TENANT_ID;
 pub use oci::{
     sha256_digest, write_dir_image, write_oci_layout, ManifestFormat, TinyImage, DOCKER_MANIFEST,
