@@ -460,7 +460,7 @@ fn selecting_vars(source: &Source, env: &IdentityEnv) -> Vec<&'static str> {
             }
             MiEndpoint::Imds { .. } => vec!["AZURE_POD_IDENTITY_AUTHORITY_HOST", "AZURE_CLIENT_ID"],
         },
-        Source::AzureCli { .. } => vec!["AZURE_TENANT_ID"],
+        Source::AzureCli { .. } | Source::SignedIn(_) => vec!["AZURE_TENANT_ID"],
     };
     let mut used: Vec<&'static str> = wanted
         .into_iter()
@@ -482,6 +482,7 @@ fn kind_name(kind: IdentityKind) -> &'static str {
         IdentityKind::AzurePipelines => "azure-pipelines",
         IdentityKind::ManagedIdentity => "managed-identity",
         IdentityKind::AzureCli => "azure-cli",
+        IdentityKind::SignedIn => "signed-in",
     }
 }
 
