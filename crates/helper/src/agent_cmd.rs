@@ -52,7 +52,7 @@ pub fn run(opts: AgentRunOpts) -> u8 {
         }
     };
     let clock = Arc::new(SystemClock);
-    let engine = Arc::new(Engine::new(clock.clone()));
+    let engine = Arc::new(crate::inproc::with_signins(Engine::new(clock.clone())));
     let result = rt.block_on(acr_agent::serve(
         options,
         engine.clone(),
@@ -177,6 +177,9 @@ pub fn status(json: bool) -> u8 {
                 .map(|m| format!("  last error: {m}"))
                 .unwrap_or_default()
         ));
+    }
+    for line in crate::signin::describe_all() {
+        stdout_line(&line);
     }
     0
 }

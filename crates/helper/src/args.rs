@@ -55,10 +55,17 @@ pub enum Command {
     },
     /// `doctor [--acquire] [REGISTRY]`: check the setup, one finding per line.
     Doctor(crate::doctor::Options),
+    /// `login [--tenant T] [--client-id C] [--registry R]`: sign a person in (device flow).
+    Login(crate::signin::LoginOpts),
+    /// `logout [--tenant T]`: forget the sign-ins (of one tenant).
+    Logout {
+        /// Only this tenant's.
+        tenant: Option<String>,
+    },
 }
 
 /// One-line usage, printed for bad arguments.
-pub const USAGE: &str = "Usage: docker-credential-acr <store|get|erase|list|version> | warm [--min-ttl 2h] REGISTRY... | agent <run|status|stop> | kubelet | configure [--containers] [--dry-run] REGISTRY... | doctor [--acquire] [REGISTRY]";
+pub const USAGE: &str = "Usage: docker-credential-acr <store|get|erase|list|version> | warm [--min-ttl 2h] REGISTRY... | agent <run|status|stop> | kubelet | configure [--containers] [--dry-run] REGISTRY... | doctor [--acquire] [REGISTRY] | login [--tenant T] [--client-id C] [--registry R] | logout [--tenant T]";
 
 /// Parses arguments (without the program name).
 pub fn parse(args: &[String]) -> Result<Command, String> {
@@ -78,6 +85,11 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         ["kubelet"] => Ok(Command::Kubelet),
         ["configure", rest @ ..] => parse_configure(rest),
         ["doctor", rest @ ..] => crate::doctor::parse_args(rest).map(Command::Doctor),
+        ["login", rest @ ..] => crate::signin::parse_login(rest).map(Command::Login),
+        ["logout"] => Ok(Command::Logout { tenant: None }),
+        ["logout", "--tenant", t] if !t.is_empty() && !t.starts_with('-') => Ok(Command::Logout {
+            tenant: Some(t.to_string()),
+        }),
         [] => Err(USAGE.to_string()),
         // A known verb with the wrong number of arguments: docker's helpers answer with usage.
         [verb, ..] if ["get", "store", "erase", "list", "version", "kubelet"].contains(verb) => {
@@ -85,7 +97,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         }
         [verb, ..]
             if !verb.starts_with('-')
-                && !["warm", "agent", "kubelet", "configure"].contains(verb) =>
+                && !["warm", "agent", "kubelet", "configure", "login", "logout"].contains(verb) =>
         {
             Err(format!(
                 "{}: unknown action: {}",

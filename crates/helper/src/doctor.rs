@@ -124,7 +124,10 @@ pub fn run(opts: Options) -> u8 {
         r.warn("shadowed", &w, None);
     }
     let status = agent(&mut r);
-    let engine = Engine::new(Arc::new(SystemClock));
+    for line in crate::signin::describe_all() {
+        r.ok("sign-in", &line);
+    }
+    let engine = crate::inproc::with_signins(Engine::new(Arc::new(SystemClock)));
     let env = crate::docker::request_env(&config);
     let host = match target {
         None => {

@@ -15,6 +15,7 @@ mod inproc;
 pub mod kubelet;
 mod logging;
 mod output;
+mod signin;
 mod spawn;
 mod statics;
 mod warm;
@@ -71,5 +72,7 @@ fn dispatch(cmd: args::Command) -> u8 {
             dry_run,
         } => configure::run(&registries, containers, dry_run),
         Doctor(opts) => doctor::run(opts),
+        Login(opts) => signin::login(opts),
+        Logout { tenant } => signin::logout(tenant),
     }
 }

@@ -43,6 +43,7 @@
 
 mod acr;
 mod ca;
+mod device;
 mod entra;
 mod fake;
 pub mod harness;
@@ -59,6 +60,7 @@ mod signer;
 mod state;
 mod world;
 
+pub use device::{DeviceStep, UserGrant};
 pub use fake::{FakeAzure, FakeOptions};
 pub use jwt::rfc3339_utc;
 pub use mi::MI_TENANT_ID;
