@@ -76,6 +76,7 @@ pub(crate) struct People {
     refresh: HashMap<String, Refresh>,
     pub grants: Vec<UserGrant>,
     pub devicecode_requests: usize,
+    pub last_user_code: Option<String>,
 }
 
 fn error(status: u16, err: &str, code: u32, msg: &str) -> Reply {
@@ -115,6 +116,7 @@ pub(crate) fn devicecode(shared: &Shared, req: &Req) -> Reply {
     let device_code = random_secret(32);
     let user_code = format!("F{}", &random_secret(8).to_ascii_uppercase()[..7]);
     let interval = g.people.interval.unwrap_or(5);
+    g.people.last_user_code = Some(user_code.clone());
     let expires_in = 900;
     g.people.codes.insert(
         device_code.clone(),

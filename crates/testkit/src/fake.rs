@@ -478,6 +478,11 @@ impl FakeAzure {
         self.shared.lock().people.grants.clone()
     }
 
+    /// The user code of the last device code issued (what the person must be shown).
+    pub fn last_user_code(&self) -> Option<String> {
+        self.shared.lock().people.last_user_code.clone()
+    }
+
     /// How many device codes were requested.
     pub fn devicecode_requests(&self) -> usize {
         self.shared.lock().people.devicecode_requests
