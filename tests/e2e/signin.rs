@@ -185,6 +185,54 @@ fn story_with_revocation(s: &Setup, script: &str) -> std::process::Output {
 }
 
 #[test]
+fn an_expired_code_and_ctrl_c_end_login_with_one_line() {
+    let s = Setup::new();
+    s.fake.add_user(TENANT_A, ANN);
+    s.fake
+        .script_device(&[DeviceStep::Pending, DeviceStep::Expire], 1);
+    let out = story(
+        &s,
+        r#""$H" login > expired.stdout 2> expired.stderr; echo "expired exit=$?"
+"$H" login --tenant aaaaaaaa-0000-4000-8000-00000000000a > cancel.stdout 2> cancel.stderr &
+pid=$!
+while [ ! -s cancel.stderr ]; do sleep 0.1; done
+sleep 1
+kill -INT $pid; wait $pid; echo "cancel exit=$?"
+"#,
+    );
+    let text = stdout(&out);
+    assert!(text.contains("expired exit=1"), "{text}");
+    let expired = home_file(&s, "expired.stderr");
+    assert!(
+        expired
+            .lines()
+            .last()
+            .unwrap_or("")
+            .starts_with("docker-credential-acr: login: the code expired"),
+        "{expired}"
+    );
+    assert!(text.contains("cancel exit=1"), "{text}\n{}", stderr(&out));
+    let cancel = home_file(&s, "cancel.stderr");
+    assert_eq!(
+        cancel.lines().last(),
+        Some("docker-credential-acr: login: sign-in cancelled"),
+        "{cancel}"
+    );
+    assert_eq!(
+        home_file(&s, "expired.stdout") + &home_file(&s, "cancel.stdout"),
+        ""
+    );
+    assert_eq!(s.fake.devicecode_requests(), 2);
+    assert!(
+        !s.world
+            .config_dir()
+            .join("docker-credential-acr/signins.json")
+            .exists(),
+        "nobody signed in"
+    );
+}
+
+#[test]
 fn a_revoked_sign_in_says_sign_in_again_once_without_looping() {
     let s = Setup::new();
     s.fake.add_user(TENANT_A, ANN);
