@@ -205,6 +205,41 @@ mod tests {
     }
 
     #[test]
+    fn login_and_logout() {
+        assert_eq!(
+            p(&["login"]),
+            Ok(Command::Login(crate::signin::LoginOpts::default()))
+        );
+        assert_eq!(
+            p(&[
+                "login",
+                "--tenant",
+                "t",
+                "--client-id",
+                "c",
+                "--registry",
+                "r.azurecr.io"
+            ]),
+            Ok(Command::Login(crate::signin::LoginOpts {
+                tenant: Some("t".into()),
+                client_id: Some("c".into()),
+                registry: Some("r.azurecr.io".into()),
+            }))
+        );
+        assert!(p(&["login", "--tenant"]).is_err());
+        assert!(p(&["login", "--tenant", "--client-id", "c"]).is_err());
+        assert!(p(&["login", "--bogus"]).is_err());
+        assert_eq!(p(&["logout"]), Ok(Command::Logout { tenant: None }));
+        assert_eq!(
+            p(&["logout", "--tenant", "t"]),
+            Ok(Command::Logout {
+                tenant: Some("t".into())
+            })
+        );
+        assert!(p(&["logout", "extra"]).is_err());
+    }
+
+    #[test]
     fn verbs_and_errors() {
         assert_eq!(p(&["get"]), Ok(Command::Get));
         assert_eq!(p(&["--version"]), Ok(Command::Version));
