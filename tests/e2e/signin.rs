@@ -329,6 +329,25 @@ done
     );
     assert_eq!(s.fake.live_refresh_tokens(ANN).len(), 1);
     assert!(s.fake.count(acr_testkit::Endpoint::AcrExchange) >= 3);
+    // Entra access tokens went only to the registry's exchange, refresh tokens only to Entra.
+    assert_entra_tokens_contained(&s.fake, &["myreg.azurecr.io"]);
+    let presented: Vec<String> = redemptions
+        .iter()
+        .filter_map(|g| g.refresh_token.clone())
+        .collect();
+    for seen in s.fake.seen() {
+        if presented.contains(&seen.value) {
+            assert_eq!(seen.host, "login.microsoftonline.com", "{seen:?}");
+            assert_eq!(seen.endpoint, acr_testkit::Endpoint::EntraToken);
+        }
+    }
+    let log = std::fs::read_to_string(s.agent_log()).unwrap_or_default();
+    for t in &presented {
+        assert!(
+            !log.contains(t.as_str()),
+            "a refresh token in the agent log"
+        );
+    }
 }
 
 #[test]
