@@ -173,7 +173,11 @@ fn login_inner(opts: LoginOpts) -> Result<String, String> {
     let refresh = tokens
         .refresh_token
         .ok_or("Entra returned no refresh token: the app registration must allow offline_access")?;
-    let tid = tokens.tenant.unwrap_or(tenant);
+    let tid = tokens.tenant.unwrap_or_else(|| tenant.clone());
+    let tenant_alias = (!tenant.eq_ignore_ascii_case(&tid)
+        && tenant != signin::DEFAULT_LOGIN_TENANT
+        && tenant != "common")
+        .then_some(tenant);
     let account = tokens
         .account
         .ok_or("Entra's answer did not name the account (no ID token)")?;
@@ -185,6 +189,7 @@ fn login_inner(opts: LoginOpts) -> Result<String, String> {
         authority,
         signed_in_at: now,
         refreshed_at: now,
+        tenant_alias,
     };
     store
         .vault

@@ -776,6 +776,7 @@ mod tests {
             authority: "https://login.microsoftonline.com".into(),
             signed_in_at: 1,
             refreshed_at: 1,
+            tenant_alias: None,
         };
         let signins = [person("t1", "ann@one"), person("t2", "ann@two")];
         let reg = RegistryHost::parse("myreg.azurecr.io").unwrap();

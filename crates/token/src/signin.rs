@@ -65,6 +65,10 @@ pub struct SignIn {
     pub signed_in_at: u64,
     /// Unix seconds of the last redemption (the refresh token's sliding lifetime restarts then).
     pub refreshed_at: u64,
+    /// The `--tenant` given to `login` when it differs from the id (a domain such as
+    /// `contoso.onmicrosoft.com`), so a config naming the tenant that way finds this sign-in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_alias: Option<String>,
 }
 
 impl SignIn {
@@ -149,7 +153,12 @@ pub fn upsert(index: &mut Vec<SignIn>, signin: SignIn) {
 /// The sign-in that serves `tenant` (any tenant: the first sign-in).
 pub fn choose<'a>(index: &'a [SignIn], tenant: Option<&str>) -> Option<&'a SignIn> {
     match tenant {
-        Some(t) => index.iter().find(|s| s.tenant.eq_ignore_ascii_case(t)),
+        Some(t) => index.iter().find(|s| {
+            s.tenant.eq_ignore_ascii_case(t)
+                || s.tenant_alias
+                    .as_deref()
+                    .is_some_and(|a| a.eq_ignore_ascii_case(t))
+        }),
         None => index.first(),
     }
 }
@@ -470,6 +479,7 @@ mod tests {
             authority: "https://login.microsoftonline.com".into(),
             signed_in_at: 1,
             refreshed_at: 1,
+            tenant_alias: (tenant == "t2").then(|| "fabrikam.example".to_string()),
         }
     }
 
@@ -489,6 +499,11 @@ mod tests {
         assert_eq!(choose(&back, Some("t2")).unwrap().account, "a@y");
         assert_eq!(choose(&back, None).unwrap().tenant, "T1");
         assert!(choose(&back, Some("t3")).is_none());
+        assert_eq!(
+            choose(&back, Some("Fabrikam.example")).unwrap().tenant,
+            "t2",
+            "a sign-in is found by the domain given to login"
+        );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
