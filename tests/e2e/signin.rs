@@ -72,6 +72,7 @@ fn login_in_a_terminal_shows_the_code_on_stderr_only_and_honours_polling() {
         r#"script -q -e -c '"$H" login --tenant '"'"'aaaaaaaa-0000-4000-8000-00000000000a'"'"' > login.stdout; echo "exit=$?" > login.exit' terminal.txt > /dev/null
 echo "== get"; printf myreg.azurecr.io | "$H" get
 echo "== status"; "$H" agent status
+echo "== json"; "$H" agent status --json
 echo "== doctor"; "$H" doctor myreg.azurecr.io 2>&1 || true
 "#,
     );
@@ -114,11 +115,16 @@ echo "== doctor"; "$H" doctor myreg.azurecr.io 2>&1 || true
         "{}",
         parts[2]
     );
+    let json: serde_json::Value =
+        serde_json::from_str(parts[3].trim_start_matches("json").trim()).expect("status json");
+    assert_eq!(json["signed_in"][0]["account"], ANN);
+    assert_eq!(json["signed_in"][0]["tenant"], TENANT_A);
+    assert!(json["signed_in"][0]["valid_until"].as_u64().unwrap() > now() + 89 * 86400);
     assert!(
-        parts[3].contains(&format!("signed in: {ANN} (tenant {TENANT_A}"))
-            && parts[3].contains(&format!("signed-in user {ANN}")),
+        parts[4].contains(&format!("signed in: {ANN} (tenant {TENANT_A}"))
+            && parts[4].contains(&format!("signed-in user {ANN}")),
         "doctor names the sign-in and uses it: {}",
-        parts[3]
+        parts[4]
     );
     // The refresh token is in the keyring, never in the index file or on any output.
     let live = s.fake.live_refresh_tokens(ANN);

@@ -137,7 +137,7 @@ pub fn status(json: bool) -> u8 {
             }
         };
     if json {
-        let v = serde_json::json!({ "socket": socket, "pid": pid, "version": version, "uptime_secs": uptime_secs, "entries": entries, "counters": counters });
+        let v = serde_json::json!({ "socket": socket, "pid": pid, "version": version, "uptime_secs": uptime_secs, "entries": entries, "counters": counters, "signed_in": crate::signin::json_all() });
         stdout_line(&v.to_string());
         return 0;
     }

@@ -19,6 +19,9 @@ use std::time::Duration;
 /// Keyring service of sign-in refresh tokens (cached ACR tokens and static logins use others).
 pub const SERVICE: &str = "docker-credential-acr-signin";
 
+/// Consecutive polls that may fail transiently (network, 5xx) before `login` gives up.
+const MAX_UNREACHABLE_POLLS: u32 = 5;
+
 /// Refresh tokens in the OS keyring (kernel keyring on Linux; see `acr_agent::open_keyring`).
 #[derive(Debug, Default)]
 pub struct KeyringVault;
@@ -228,6 +231,7 @@ async fn device_flow(
     ));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(code.expires_in);
     let mut interval = Duration::from_secs(code.interval.max(1));
+    let mut unreachable = 0;
     loop {
         if tokio::time::Instant::now() + interval > deadline {
             return Err(SignInError::Expired.to_string());
@@ -235,11 +239,23 @@ async fn device_flow(
         tokio::time::sleep(interval).await;
         match signin::poll_device(client, authority, tenant, client_id, &code).await {
             Ok(Poll::Done(tokens)) => return Ok(*tokens),
-            Ok(Poll::Pending) => {}
-            Ok(Poll::SlowDown) => interval += signin::SLOW_DOWN_STEP,
-            Err(SignInError::Entra {
-                transient: true, ..
-            }) => {}
+            Ok(Poll::Pending) => unreachable = 0,
+            Ok(Poll::SlowDown) => {
+                unreachable = 0;
+                interval += signin::SLOW_DOWN_STEP;
+            }
+            // A blip while the person signs in is retried at the next poll; an outage is not
+            // waited out for the code's whole life.
+            Err(
+                e @ SignInError::Entra {
+                    transient: true, ..
+                },
+            ) => {
+                unreachable += 1;
+                if unreachable >= MAX_UNREACHABLE_POLLS {
+                    return Err(e.to_string());
+                }
+            }
             Err(e) => return Err(e.to_string()),
         }
     }
@@ -274,6 +290,26 @@ pub fn logout(tenant: Option<String>) -> u8 {
         stderr_line(&format!("signed out {} (tenant {})", s.account, s.tenant));
     }
     0
+}
+
+/// Who is signed in, for `agent status --json` (never a token).
+pub fn json_all() -> serde_json::Value {
+    let index = store()
+        .map(|s| signin::load_index(&s.index))
+        .unwrap_or_default();
+    index
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "account": s.account,
+                "tenant": s.tenant,
+                "client_id": s.client_id,
+                "signed_in_at": s.signed_in_at,
+                "refreshed_at": s.refreshed_at,
+                "valid_until": s.valid_until(),
+            })
+        })
+        .collect()
 }
 
 /// One line per signed-in person for `agent status` and `doctor` (never a token).
