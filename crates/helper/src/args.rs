@@ -188,8 +188,8 @@ fn parse_agent_run(rest: &[&str]) -> Result<AgentRunOpts, String> {
     Ok(o)
 }
 
-/// Shortens and sanitises user text for echoing in an error.
-fn printable(s: &str) -> String {
+/// Shortens and sanitises user text for echoing in an error (or a terminal line).
+pub(crate) fn printable(s: &str) -> String {
     s.chars()
         .take(64)
         .map(|c| if c.is_control() { '?' } else { c })

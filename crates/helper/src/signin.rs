@@ -102,14 +102,6 @@ pub fn parse_login(rest: &[&str]) -> Result<LoginOpts, String> {
     Ok(o)
 }
 
-/// Entra's text made safe for a terminal line.
-fn printable(s: &str) -> String {
-    s.chars()
-        .take(200)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
-}
-
 fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -225,8 +217,8 @@ async fn device_flow(
     .map_err(|e| e.to_string())?;
     stderr_line(&format!(
         "To sign in, open {} in a browser and enter the code {} (valid {} minutes).",
-        printable(&code.verification_uri),
-        printable(&code.user_code),
+        crate::args::printable(&code.verification_uri),
+        crate::args::printable(&code.user_code),
         code.expires_in / 60
     ));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(code.expires_in);

@@ -116,11 +116,20 @@ pub fn load_index(path: &Path) -> Vec<SignIn> {
         .unwrap_or_default()
 }
 
-/// Writes the index atomically, owner-only.
+/// Writes the index atomically, owner-only (a new directory is created 0700).
 pub fn save_index(path: &Path, index: &[SignIn]) -> Result<(), String> {
     use std::io::Write;
     let dir = path.parent().ok_or("bad index path")?;
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder
+        .create(dir)
+        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let tmp = dir.join(format!(".{INDEX_FILE}.{}.tmp", std::process::id()));
     let body = serde_json::to_vec_pretty(index).map_err(|e| e.to_string())?;
     let mut options = std::fs::OpenOptions::new();
@@ -509,6 +518,8 @@ mod tests {
             use std::os::unix::fs::PermissionsExt;
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
+            let dir = std::fs::metadata(path.parent().unwrap()).unwrap();
+            assert_eq!(dir.permissions().mode() & 0o777, 0o700);
         }
     }
 
