@@ -255,6 +255,7 @@ printf myreg.azurecr.io | DOCKER_CREDENTIAL_ACR_NO_AGENT=1 "$H" get > inproc.std
 printf second.azurecr.io | "$H" get > agent.stderr 2>&1; echo "agent exit=$?"
 sleep 3
 printf second.azurecr.io | "$H" get > agent2.stderr 2>&1; echo "agent2 exit=$?"
+"$H" agent status > status.txt
 "#,
     );
     let text = stdout(&out);
@@ -293,6 +294,13 @@ printf second.azurecr.io | "$H" get > agent2.stderr 2>&1; echo "agent2 exit=$?"
         s.fake.devicecode_requests(),
         1,
         "get never starts a sign-in"
+    );
+    let status = home_file(&s, "status.txt");
+    assert!(
+        status.contains(&format!(
+            "signed in: {ANN} (tenant {TENANT_A}, client 04b07795-8ddb-461a-bbee-02f9e1bf7b46) but Entra refused the sign-in"
+        )) && status.contains("sign in again: docker-credential-acr login --tenant"),
+        "{status}"
     );
 }
 

@@ -185,6 +185,7 @@ fn login_inner(opts: LoginOpts) -> Result<String, String> {
         signed_in_at: now,
         refreshed_at: now,
         tenant_alias,
+        refused_at: None,
     };
     store
         .vault
@@ -299,6 +300,7 @@ pub fn json_all() -> serde_json::Value {
                 "signed_in_at": s.signed_in_at,
                 "refreshed_at": s.refreshed_at,
                 "valid_until": s.valid_until(),
+                "refused_at": s.refused_at,
             })
         })
         .collect()
@@ -312,8 +314,17 @@ pub fn describe_all() -> Vec<String> {
     let now = unix_now();
     signin::load_index(&store.index)
         .iter()
-        .map(|s| {
-            format!(
+        .map(|s| match s.refused_at {
+            Some(at) => format!(
+                "signed in: {} (tenant {}, client {}) but Entra refused the sign-in {} ago: sign in again: {} --tenant {}",
+                s.account,
+                s.tenant,
+                s.client_id,
+                crate::warm::human(now.saturating_sub(at)),
+                signin::LOGIN_COMMAND,
+                s.tenant
+            ),
+            None => format!(
                 "signed in: {} (tenant {}, client {}) since {} ago, refresh token used {} ago, valid until about {} from now unless used again (Entra's 90-day sliding lifetime)",
                 s.account,
                 s.tenant,
@@ -321,7 +332,7 @@ pub fn describe_all() -> Vec<String> {
                 crate::warm::human(now.saturating_sub(s.signed_in_at)),
                 crate::warm::human(now.saturating_sub(s.refreshed_at)),
                 crate::warm::human(s.valid_until().saturating_sub(now)),
-            )
+            ),
         })
         .collect()
 }

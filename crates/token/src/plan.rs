@@ -777,6 +777,7 @@ mod tests {
             signed_in_at: 1,
             refreshed_at: 1,
             tenant_alias: None,
+            refused_at: None,
         };
         let signins = [person("t1", "ann@one"), person("t2", "ann@two")];
         let reg = RegistryHost::parse("myreg.azurecr.io").unwrap();

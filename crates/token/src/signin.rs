@@ -69,6 +69,10 @@ pub struct SignIn {
     /// `contoso.onmicrosoft.com`), so a config naming the tenant that way finds this sign-in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant_alias: Option<String>,
+    /// Unix seconds when Entra refused the refresh token (`invalid_grant`): only a new `login`
+    /// helps, and `agent status` says so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused_at: Option<u64>,
 }
 
 impl SignIn {
@@ -489,6 +493,7 @@ mod tests {
             signed_in_at: 1,
             refreshed_at: 1,
             tenant_alias: (tenant == "t2").then(|| "fabrikam.example".to_string()),
+            refused_at: None,
         }
     }
 

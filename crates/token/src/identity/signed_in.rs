@@ -74,13 +74,33 @@ pub async fn token(
         &refresh,
         &plan.scope,
     )
-    .await
-    .map_err(|e| signin::token_error(plan, signin, e))?;
+    .await;
+    let tokens = match tokens {
+        Ok(t) => t,
+        Err(e) => {
+            if matches!(e, SignInError::SignInAgain(_)) {
+                let mut refused = signin.clone();
+                refused.refused_at = Some(now);
+                let index = store.index.clone();
+                let noted = blocking(move || {
+                    let mut all = signin::load_index(&index);
+                    signin::upsert(&mut all, refused);
+                    signin::save_index(&index, &all)
+                })
+                .await;
+                if let Err(e) = noted {
+                    tracing::debug!(error = %e, "could not note the refused sign-in");
+                }
+            }
+            return Err(signin::token_error(plan, signin, e));
+        }
+    };
     if let Some(rotated) = tokens.refresh_token.clone() {
         let vault = store.vault.clone();
         let index = store.index.clone();
         let mut updated = signin.clone();
         updated.refreshed_at = now;
+        updated.refused_at = None;
         let stored = blocking(move || {
             vault.put(&key, &rotated)?;
             let mut all = signin::load_index(&index);
