@@ -10,5 +10,6 @@ mod identities;
 mod kubelet;
 mod logins;
 mod proxy;
+mod signin;
 mod util;
 mod verbs;

@@ -72,7 +72,7 @@ pub fn run(opts: AgentRunOpts) -> u8 {
         }
     };
     let clock = Arc::new(SystemClock);
-    let engine = Arc::new(Engine::new(clock.clone()));
+    let engine = Arc::new(crate::inproc::with_signins(Engine::new(clock.clone())));
     let result = rt.block_on(acr_agent::serve(
         options,
         engine.clone(),
@@ -172,7 +172,7 @@ pub fn status(json: bool) -> u8 {
                 )
             })
             .collect();
-        let v = serde_json::json!({ "socket": socket, "pid": pid, "version": version, "uptime_secs": uptime_secs, "entries": entries, "persisted": persisted, "logins": logins, "counters": counters });
+        let v = serde_json::json!({ "socket": socket, "pid": pid, "version": version, "uptime_secs": uptime_secs, "entries": entries, "persisted": persisted, "logins": logins, "counters": counters, "signed_in": crate::signin::json_all() });
         stdout_line(&v.to_string());
         return 0;
     }
@@ -221,6 +221,9 @@ pub fn status(json: bool) -> u8 {
         ));
     }
     for line in crate::statics::describe_logins(&logins) {
+        stdout_line(&line);
+    }
+    for line in crate::signin::describe_all() {
         stdout_line(&line);
     }
     0

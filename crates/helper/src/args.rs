@@ -64,10 +64,17 @@ pub enum Command {
     Export(crate::export::Options),
     /// `sync --file PATH [--min-ttl D] REGISTRY...`.
     Sync(crate::sync::Options),
+    /// `login [--tenant T] [--client-id C] [--registry R]`: sign a person in (device flow).
+    Login(crate::signin::LoginOpts),
+    /// `logout [--tenant T]`: forget the sign-ins (of one tenant).
+    Logout {
+        /// Only this tenant's.
+        tenant: Option<String>,
+    },
 }
 
 /// One-line usage, printed for bad arguments.
-pub const USAGE: &str = "Usage: docker-credential-acr <store|get|erase|list|version> | warm [--min-ttl 2h] REGISTRY... | agent <run|status|stop [--forget]> | kubelet [merge-config --into PATH --from FILE --out OUT] | configure [--containers] [--dry-run] REGISTRY... | doctor [--acquire] [REGISTRY] | export [--min-ttl 2h] [--format docker-config|k8s-secret] [--namespace NS] [--name NAME] REGISTRY... | sync (--file PATH | --k8s-secret NS/NAME... | --namespace-selector SEL --secret-name NAME) [--service-account NAME] [--lease NS/NAME] [--min-ttl 2h] REGISTRY...";
+pub const USAGE: &str = "Usage: docker-credential-acr <store|get|erase|list|version> | warm [--min-ttl 2h] REGISTRY... | agent <run|status|stop [--forget]> | kubelet [merge-config --into PATH --from FILE --out OUT] | configure [--containers] [--dry-run] REGISTRY... | doctor [--acquire] [REGISTRY] | export [--min-ttl 2h] [--format docker-config|k8s-secret] [--namespace NS] [--name NAME] REGISTRY... | sync (--file PATH | --k8s-secret NS/NAME... | --namespace-selector SEL --secret-name NAME) [--service-account NAME] [--lease NS/NAME] [--min-ttl 2h] REGISTRY... | login [--tenant T] [--client-id C] [--registry R] | logout [--tenant T]";
 
 /// Parses arguments (without the program name).
 pub fn parse(args: &[String]) -> Result<Command, String> {
@@ -93,6 +100,11 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         ["doctor", rest @ ..] => crate::doctor::parse_args(rest).map(Command::Doctor),
         ["export", rest @ ..] => crate::export::parse_args(rest).map(Command::Export),
         ["sync", rest @ ..] => crate::sync::parse_args(rest).map(Command::Sync),
+        ["login", rest @ ..] => crate::signin::parse_login(rest).map(Command::Login),
+        ["logout"] => Ok(Command::Logout { tenant: None }),
+        ["logout", "--tenant", t] if !t.is_empty() && !t.starts_with('-') => Ok(Command::Logout {
+            tenant: Some(t.to_string()),
+        }),
         [] => Err(USAGE.to_string()),
         // A known verb with the wrong number of arguments: docker's helpers answer with usage.
         [verb, ..] if ["get", "store", "erase", "list", "version", "kubelet"].contains(verb) => {
@@ -100,7 +112,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         }
         [verb, ..]
             if !verb.starts_with('-')
-                && !["warm", "agent", "kubelet", "configure"].contains(verb) =>
+                && !["warm", "agent", "kubelet", "configure", "login", "logout"].contains(verb) =>
         {
             Err(format!(
                 "{}: unknown action: {}",
@@ -191,7 +203,7 @@ fn parse_agent_run(rest: &[&str]) -> Result<AgentRunOpts, String> {
     Ok(o)
 }
 
-/// Shortens and sanitises user text for echoing in an error.
+/// Shortens and sanitises user text for echoing in an error (or a terminal line).
 pub(crate) fn printable(s: &str) -> String {
     s.chars()
         .take(64)
@@ -205,6 +217,41 @@ mod tests {
 
     fn p(a: &[&str]) -> Result<Command, String> {
         parse(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn login_and_logout() {
+        assert_eq!(
+            p(&["login"]),
+            Ok(Command::Login(crate::signin::LoginOpts::default()))
+        );
+        assert_eq!(
+            p(&[
+                "login",
+                "--tenant",
+                "t",
+                "--client-id",
+                "c",
+                "--registry",
+                "r.azurecr.io"
+            ]),
+            Ok(Command::Login(crate::signin::LoginOpts {
+                tenant: Some("t".into()),
+                client_id: Some("c".into()),
+                registry: Some("r.azurecr.io".into()),
+            }))
+        );
+        assert!(p(&["login", "--tenant"]).is_err());
+        assert!(p(&["login", "--tenant", "--client-id", "c"]).is_err());
+        assert!(p(&["login", "--bogus"]).is_err());
+        assert_eq!(p(&["logout"]), Ok(Command::Logout { tenant: None }));
+        assert_eq!(
+            p(&["logout", "--tenant", "t"]),
+            Ok(Command::Logout {
+                tenant: Some("t".into())
+            })
+        );
+        assert!(p(&["logout", "extra"]).is_err());
     }
 
     #[test]

@@ -137,7 +137,10 @@ pub fn run(opts: Options) -> u8 {
         }
     }
     let status = agent(&mut r);
-    let engine = Engine::new(Arc::new(SystemClock));
+    for line in crate::signin::describe_all() {
+        r.ok("sign-in", &line);
+    }
+    let engine = crate::inproc::with_signins(Engine::new(Arc::new(SystemClock)));
     let env = crate::docker::request_env(&config);
     let host = match target {
         None => {
@@ -495,7 +498,7 @@ fn selecting_vars(source: &Source, env: &IdentityEnv) -> Vec<&'static str> {
             }
             MiEndpoint::Imds { .. } => vec!["AZURE_POD_IDENTITY_AUTHORITY_HOST", "AZURE_CLIENT_ID"],
         },
-        Source::AzureCli { .. } => vec!["AZURE_TENANT_ID"],
+        Source::AzureCli { .. } | Source::SignedIn(_) => vec!["AZURE_TENANT_ID"],
     };
     let mut used: Vec<&'static str> = wanted
         .into_iter()
@@ -517,6 +520,7 @@ fn kind_name(kind: IdentityKind) -> &'static str {
         IdentityKind::AzurePipelines => "azure-pipelines",
         IdentityKind::ManagedIdentity => "managed-identity",
         IdentityKind::AzureCli => "azure-cli",
+        IdentityKind::SignedIn => "signed-in",
     }
 }
 

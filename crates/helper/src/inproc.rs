@@ -12,7 +12,15 @@ use std::time::Instant;
 /// The process's engine.
 pub fn engine() -> &'static Engine {
     static ENGINE: OnceLock<Engine> = OnceLock::new();
-    ENGINE.get_or_init(|| Engine::new(Arc::new(SystemClock)))
+    ENGINE.get_or_init(|| with_signins(Engine::new(Arc::new(SystemClock))))
+}
+
+/// The engine serving people signed in with `login` too (when there is a config directory).
+pub fn with_signins(engine: Engine) -> Engine {
+    match crate::signin::store() {
+        Some(store) => engine.with_signins(store),
+        None => engine,
+    }
 }
 
 /// Runs `work` on a fresh current-thread runtime.

@@ -19,6 +19,7 @@ pub mod kubelet;
 mod kubelet_config;
 mod logging;
 mod output;
+mod signin;
 mod spawn;
 mod statics;
 mod sync;
@@ -79,5 +80,7 @@ fn dispatch(cmd: args::Command) -> u8 {
         Doctor(opts) => doctor::run(opts),
         Export(opts) => export::run(opts),
         Sync(opts) => sync::run(opts),
+        Login(opts) => signin::login(opts),
+        Logout { tenant } => signin::logout(tenant),
     }
 }

@@ -61,16 +61,16 @@ fn edit_index(change: impl FnOnce(&mut BTreeMap<String, String>)) -> Result<(), 
 }
 
 #[cfg(unix)]
-fn entry(host: &str) -> Result<keyring_core::Entry, String> {
+fn entry(service: &str, key: &str) -> Result<keyring_core::Entry, String> {
     let store = acr_agent::open_keyring()?;
     store
-        .build(SERVICE, host, None)
+        .build(service, key, None)
         .map_err(|e| format!("keyring: {e}"))
 }
 
 /// No keyring store is wired on this platform yet.
 #[cfg(not(unix))]
-fn entry(_host: &str) -> Result<keyring_core::Entry, String> {
+fn entry(_service: &str, _key: &str) -> Result<keyring_core::Entry, String> {
     Err("static logins need a keyring store, not built for this platform yet".into())
 }
 
@@ -110,7 +110,7 @@ impl LoginStore {
 /// The Secret Service entry for `host`, when a session bus offers `org.freedesktop.secrets`
 /// (connecting opens an encrypted session with the service, D-Bus-activating it if needed).
 #[cfg(target_os = "linux")]
-fn secret_service_entry(host: &str) -> Result<keyring_core::Entry, String> {
+fn secret_service_entry(service: &str, key: &str) -> Result<keyring_core::Entry, String> {
     let bus = std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some_and(|v| !v.is_empty())
         || std::env::var_os("XDG_RUNTIME_DIR")
             .is_some_and(|d| std::path::Path::new(&d).join("bus").exists());
@@ -121,20 +121,21 @@ fn secret_service_entry(host: &str) -> Result<keyring_core::Entry, String> {
         zbus_secret_service_keyring_store::Store::new()
             .map_err(|e| format!("Secret Service: {e}"))?;
     store
-        .build(SERVICE, host, None)
+        .build(service, key, None)
         .map_err(|e| format!("Secret Service: {e}"))
 }
 
 #[cfg(not(target_os = "linux"))]
-fn secret_service_entry(_host: &str) -> Result<keyring_core::Entry, String> {
+fn secret_service_entry(_service: &str, _key: &str) -> Result<keyring_core::Entry, String> {
     Err("no Secret Service on this platform".into())
 }
 
-/// Opens one keyring's entry for a host.
-type OpenEntry = fn(&str) -> Result<keyring_core::Entry, String>;
+/// Opens one keyring's entry for a (service, key).
+pub(crate) type OpenEntry = fn(&str, &str) -> Result<keyring_core::Entry, String>;
 
-/// The stores to try, best first: the Secret Service, then the kernel keyring.
-fn keyrings() -> [(LoginStore, OpenEntry); 2] {
+/// The stores to try, best first: the Secret Service, then the kernel keyring. Static logins
+/// and sign-ins (`crate::signin`) both keep their secrets here.
+pub(crate) fn keyrings() -> [(LoginStore, OpenEntry); 2] {
     [
         (LoginStore::SecretService, secret_service_entry),
         (LoginStore::KernelKeyring, entry),
@@ -144,7 +145,7 @@ fn keyrings() -> [(LoginStore, OpenEntry); 2] {
 fn keyring_get(host: &str) -> Result<(Secret, LoginStore), String> {
     let mut errors = Vec::new();
     for (store, open) in keyrings() {
-        match open(host).and_then(|e| e.get_password().map_err(|e| e.to_string())) {
+        match open(SERVICE, host).and_then(|e| e.get_password().map_err(|e| e.to_string())) {
             Ok(secret) => return Ok((Secret::new(secret), store)),
             Err(e) => errors.push(e),
         }
@@ -243,7 +244,9 @@ pub fn save(host: &str, username: &str, secret: &Secret) -> Result<LoginStore, S
     let mut errors = Vec::new();
     let mut kept = None;
     for (store, open) in keyrings() {
-        match open(host).and_then(|e| e.set_password(secret.expose()).map_err(|e| e.to_string())) {
+        match open(SERVICE, host)
+            .and_then(|e| e.set_password(secret.expose()).map_err(|e| e.to_string()))
+        {
             Ok(()) => {
                 kept = Some(store);
                 break;
@@ -288,7 +291,7 @@ pub fn save(host: &str, username: &str, secret: &Secret) -> Result<LoginStore, S
 pub fn remove(host: &str) -> bool {
     let had = list().contains_key(host);
     for (_, open) in keyrings() {
-        if let Ok(e) = open(host) {
+        if let Ok(e) = open(SERVICE, host) {
             let _ = e.delete_credential();
         }
     }

@@ -49,6 +49,8 @@ pub enum IdentityKind {
     ManagedIdentity,
     /// `az account get-access-token`.
     AzureCli,
+    /// A person signed in with `docker-credential-acr login` (`identity = "signed-in"`).
+    SignedIn,
 }
 
 /// The form of the answer to `get`.

@@ -97,6 +97,11 @@ pub(crate) fn token(shared: &Shared, req: &Req) -> Reply {
         );
     }
     let mut g = shared.lock();
+    if g.people.is_tenant(tenant) {
+        if let Some(reply) = crate::device::token(&mut g, tenant, req) {
+            return reply;
+        }
+    }
     if !g.apps.iter().any(|a| a.tenant.eq_ignore_ascii_case(tenant)) {
         return error(
             400,

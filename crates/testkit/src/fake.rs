@@ -461,4 +461,41 @@ impl FakeAzure {
             None => g.faults.remove(&endpoint),
         };
     }
+
+    /// Adds a person (work account) to `tenant`, who can sign in with the device flow.
+    pub fn add_user(&self, tenant: &str, account: &str) {
+        self.shared.lock().people.add(tenant, account);
+    }
+
+    /// Scripts the next device-code polls (one step each; then `authorization_pending`) and the
+    /// `interval` the devicecode endpoint announces.
+    pub fn script_device(&self, steps: &[crate::DeviceStep], interval_secs: u64) {
+        self.shared.lock().people.script(steps, interval_secs);
+    }
+
+    /// Revokes every refresh token of `account` (password change, admin revocation); returns
+    /// how many were live.
+    pub fn revoke_user(&self, account: &str) -> usize {
+        self.shared.lock().people.revoke(account)
+    }
+
+    /// The unspent, unrevoked refresh tokens of `account` (rotation leaves exactly one).
+    pub fn live_refresh_tokens(&self, account: &str) -> Vec<String> {
+        self.shared.lock().people.live_refresh_tokens(account)
+    }
+
+    /// Every person grant (device-code polls, refresh-token redemptions), in order.
+    pub fn user_grants(&self) -> Vec<crate::UserGrant> {
+        self.shared.lock().people.grants.clone()
+    }
+
+    /// The user code of the last device code issued (what the person must be shown).
+    pub fn last_user_code(&self) -> Option<String> {
+        self.shared.lock().people.last_user_code.clone()
+    }
+
+    /// How many device codes were requested.
+    pub fn devicecode_requests(&self) -> usize {
+        self.shared.lock().people.devicecode_requests
+    }
 }

@@ -45,6 +45,7 @@
 
 mod acr;
 mod ca;
+mod device;
 mod engine;
 mod entra;
 mod fake;
@@ -65,6 +66,7 @@ mod signer;
 mod state;
 mod world;
 
+pub use device::{DeviceStep, UserGrant};
 pub use engine::{
     containerd_binary, ctr_binary, dockerd_binary, trusting_command, Containerd, Dockerd,
 };

@@ -144,6 +144,9 @@ pub(crate) fn classify(shared: &Shared, req: &Req) -> Endpoint {
     if entra && crate::entra::tenant_of(path).is_some() {
         return Endpoint::EntraToken;
     }
+    if entra && crate::device::devicecode_tenant(path).is_some() {
+        return Endpoint::EntraDeviceCode;
+    }
     if oidc && path == "/gha/idtoken" {
         return Endpoint::GhaIdToken;
     }
@@ -165,6 +168,7 @@ pub(crate) fn classify(shared: &Shared, req: &Req) -> Endpoint {
 pub(crate) fn dispatch(shared: &Shared, endpoint: Endpoint, req: &Req) -> Reply {
     match endpoint {
         Endpoint::EntraToken => crate::entra::token(shared, req),
+        Endpoint::EntraDeviceCode => crate::device::devicecode(shared, req),
         Endpoint::MiToken => crate::mi::app_service(shared, req),
         Endpoint::Imds => crate::mi::imds(shared, req),
         Endpoint::GhaIdToken => crate::oidc::github(shared, req),

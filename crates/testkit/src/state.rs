@@ -15,6 +15,8 @@ use std::time::Instant;
 pub enum Endpoint {
     /// Entra `POST /{tenant}/oauth2/v2.0/token`.
     EntraToken,
+    /// Entra `POST /{tenant}/oauth2/v2.0/devicecode` (device authorization grant).
+    EntraDeviceCode,
     /// App Service managed identity `GET /msi/token`.
     MiToken,
     /// IMDS `GET /metadata/identity/oauth2/token`.
@@ -264,6 +266,8 @@ pub(crate) struct Inner {
     pub seen: Vec<Seen>,
     pub fail_next: HashMap<Endpoint, VecDeque<(Fault, usize)>>,
     pub faults: HashMap<Endpoint, Fault>,
+    /// People, device codes and their refresh tokens ([`crate::device`]).
+    pub people: crate::device::People,
 }
 
 impl Inner {
@@ -338,6 +342,7 @@ impl Shared {
                 seen: Vec::new(),
                 fail_next: HashMap::new(),
                 faults: HashMap::new(),
+                people: Default::default(),
             }),
             mi_header: crate::jwt::random_secret(24),
             gha_request_token: crate::jwt::random_secret(24),

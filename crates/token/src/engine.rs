@@ -110,6 +110,7 @@ pub struct Engine {
     /// Upstreams that asked us (`Retry-After`) to stay away until a wall-clock second, with the
     /// error they answered: nothing is sent to them before then, by any caller.
     throttled: Mutex<HashMap<String, (u64, TokenError)>>,
+    signins: Option<identity::SignIns>,
 }
 
 /// How long a challenge answer taken while proving waits for the acquisition that follows.
@@ -135,7 +136,23 @@ impl Engine {
             exchanges: AtomicU64::new(0),
             realms: Mutex::new(HashMap::new()),
             throttled: Mutex::new(HashMap::new()),
+            signins: None,
         }
+    }
+
+    /// The same engine serving people signed in with `docker-credential-acr login`: their
+    /// refresh tokens in `signins.vault`, who they are in `signins.index`.
+    pub fn with_signins(mut self, signins: identity::SignIns) -> Self {
+        self.signins = Some(signins);
+        self
+    }
+
+    /// Who is signed in (empty without a sign-in store).
+    pub fn signed_in(&self) -> Vec<crate::signin::SignIn> {
+        self.signins
+            .as_ref()
+            .map(|s| crate::signin::load_index(&s.index))
+            .unwrap_or_default()
     }
 
     /// The engine's clock.
@@ -143,14 +160,15 @@ impl Engine {
         &self.clock
     }
 
-    /// Decides the plan (no I/O). `Ok(None)`: not a registry we serve.
+    /// Decides the plan (no I/O but reading the small sign-in index). `Ok(None)`: not a registry
+    /// we serve.
     pub fn plan(
         &self,
         registry: &RegistryHost,
         env: &IdentityEnv,
         config: &Config,
     ) -> Result<Option<Plan>, TokenError> {
-        plan::plan(registry, env, config, self.azure_vm)
+        plan::plan_signed_in(registry, env, config, self.azure_vm, &self.signed_in())
     }
 
     fn clients_for(&self, plan: &Plan) -> Result<Clients, TokenError> {
@@ -192,11 +210,17 @@ impl Engine {
         let upstream = format!("entra {}", plan.identity_key);
         self.check_throttle(&upstream)?;
         self.entra_calls.fetch_add(1, Ordering::Relaxed);
-        let mut result = identity::entra_token(plan, &clients, &plan.source, &proof.material).await;
+        let signins = self.signins.as_ref();
+        let now = self.clock.now();
+        let mut result =
+            identity::entra_token(plan, &clients, &plan.source, &proof.material, signins, now)
+                .await;
         if let (Err(e), Some(fallback)) = (&result, &plan.fallback) {
             if e.is_transient() || matches!(e, TokenError::Entra { .. }) {
                 tracing::info!(error = %e, "IMDS has no usable identity; falling through to the Azure CLI login");
-                result = identity::entra_token(plan, &clients, fallback, &proof.material).await;
+                result =
+                    identity::entra_token(plan, &clients, fallback, &proof.material, signins, now)
+                        .await;
             }
         }
         self.note_throttle(&upstream, &result);

@@ -8,7 +8,7 @@ use thiserror::Error;
 #[derive(Debug, Error, Clone)]
 pub enum TokenError {
     /// No identity source is configured in the caller's environment or config.
-    #[error("no Azure identity for {registry}: set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET (or AZURE_CLIENT_CERTIFICATE_PATH, or AZURE_FEDERATED_TOKEN_FILE), run on an Azure managed identity, or sign in with `az login`")]
+    #[error("no Azure identity for {registry}: set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET (or AZURE_CLIENT_CERTIFICATE_PATH, or AZURE_FEDERATED_TOKEN_FILE), run on an Azure managed identity, or sign in with `docker-credential-acr login` (or `az login`)")]
     NoIdentity {
         /// Registry asked for.
         registry: String,

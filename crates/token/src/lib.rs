@@ -20,6 +20,7 @@ pub mod plan;
 pub mod policy;
 pub mod proof;
 pub mod retry;
+pub mod signin;
 
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use engine::{Acquirer, Engine};

@@ -9,9 +9,12 @@
 //! 5. Azure Pipelines (`SYSTEM_OIDCREQUESTURI` + `SYSTEM_ACCESSTOKEN` + service connection id)
 //! 6. managed identity, App Service style (`IDENTITY_ENDPOINT` + `IDENTITY_HEADER`)
 //! 7. managed identity via IMDS, only on a detected Azure VM or when configured
-//! 8. Azure CLI (`az` on PATH)
+//! 8. a person signed in with `docker-credential-acr login` ([`crate::signin`]): the sign-in of
+//!    the configured tenant (`tenant` or `AZURE_TENANT_ID`), else the first sign-in
+//! 9. Azure CLI (`az` on PATH)
 
 use crate::error::TokenError;
+use crate::signin::SignIn;
 use acr_proto::config::{Config, CredentialForm, IdentityKind};
 use acr_proto::env::IdentityEnv;
 use acr_proto::host::{Cloud, RegistryHost};
@@ -129,6 +132,8 @@ pub enum Source {
         /// Tenant to request the token in.
         tenant: Option<String>,
     },
+    /// A person signed in with `docker-credential-acr login` (refresh token in the vault).
+    SignedIn(SignIn),
 }
 
 /// Everything needed to acquire one registry's token, decided up front.
@@ -177,7 +182,19 @@ pub fn plan(
     config: &Config,
     azure_vm: bool,
 ) -> Result<Option<Plan>, TokenError> {
-    plan_with(registry, env, config, azure_vm, None)
+    plan_with(registry, env, config, azure_vm, None, &[])
+}
+
+/// Like [`plan`], knowing who is signed in (`docker-credential-acr login`): the engine reads the
+/// non-secret index and passes it here, so planning stays free of I/O.
+pub fn plan_signed_in(
+    registry: &RegistryHost,
+    env: &IdentityEnv,
+    config: &Config,
+    azure_vm: bool,
+    signins: &[SignIn],
+) -> Result<Option<Plan>, TokenError> {
+    plan_with(registry, env, config, azure_vm, None, signins)
 }
 
 /// Like [`plan`], with a Kubernetes service-account token (KEP-4412) as the identity: the token
@@ -196,7 +213,7 @@ pub fn plan_service_account(
         client_id,
         assertion: AssertionSource::Static(token),
     };
-    plan_with(registry, env, config, false, Some(source))
+    plan_with(registry, env, config, false, Some(source), &[])
 }
 
 fn plan_with(
@@ -205,29 +222,14 @@ fn plan_with(
     config: &Config,
     azure_vm: bool,
     forced: Option<Source>,
+    signins: &[SignIn],
 ) -> Result<Option<Plan>, TokenError> {
     let Some(resolved) = config.resolve(registry) else {
         return Ok(None);
     };
     let s = &resolved.settings;
     let cloud = resolved.cloud;
-    let authority = s
-        .authority_host
-        .as_deref()
-        .or(env.get("AZURE_AUTHORITY_HOST"))
-        .unwrap_or(cloud.authority_host())
-        .trim_end_matches('/')
-        .to_string();
-    if !authority.starts_with("https://") {
-        return Err(TokenError::IdentityConfig {
-            identity: "Entra authority".into(),
-            registry: registry.to_string(),
-            message: format!(
-                "authority host {authority} must use https (check AZURE_AUTHORITY_HOST)"
-            ),
-        });
-    }
-    let scope = scope_for(s.audience.as_deref(), cloud);
+    let (authority, scope) = authority_and_scope(&resolved, env, &registry.to_string())?;
     let tenant = s
         .tenant
         .clone()
@@ -243,6 +245,7 @@ fn plan_with(
         client_id,
         settings: s,
         azure_vm,
+        signins,
     };
     let source = match (forced, s.identity.unwrap_or_default()) {
         (Some(source), _) => source,
@@ -283,6 +286,34 @@ fn plan_with(
     }))
 }
 
+/// The Entra authority origin (config `authority_host`, else `AZURE_AUTHORITY_HOST`, else the
+/// cloud's) and scope for resolved settings; `label` names the registry in errors. `login` uses
+/// this too, so a person signs in where the plans will redeem.
+pub fn authority_and_scope(
+    resolved: &acr_proto::config::Resolved,
+    env: &IdentityEnv,
+    label: &str,
+) -> Result<(String, String), TokenError> {
+    let s = &resolved.settings;
+    let authority = s
+        .authority_host
+        .as_deref()
+        .or(env.get("AZURE_AUTHORITY_HOST"))
+        .unwrap_or(resolved.cloud.authority_host())
+        .trim_end_matches('/')
+        .to_string();
+    if !authority.starts_with("https://") {
+        return Err(TokenError::IdentityConfig {
+            identity: "Entra authority".into(),
+            registry: label.to_string(),
+            message: format!(
+                "authority host {authority} must use https (check AZURE_AUTHORITY_HOST)"
+            ),
+        });
+    }
+    Ok((authority, scope_for(s.audience.as_deref(), resolved.cloud)))
+}
+
 /// The Entra scope for an audience setting.
 pub fn scope_for(audience: Option<&str>, cloud: Cloud) -> String {
     match audience.map(str::trim) {
@@ -300,6 +331,7 @@ struct Ctx<'a> {
     client_id: Option<String>,
     settings: &'a acr_proto::config::Settings,
     azure_vm: bool,
+    signins: &'a [SignIn],
 }
 
 impl Ctx<'_> {
@@ -376,6 +408,9 @@ fn auto(c: &Ctx) -> Result<Source, TokenError> {
         || c.azure_vm
     {
         return explicit(IdentityKind::ManagedIdentity, c);
+    }
+    if crate::signin::choose(c.signins, c.tenant.as_deref()).is_some() {
+        return explicit(IdentityKind::SignedIn, c);
     }
     if az_on_path(c.env) {
         return explicit(IdentityKind::AzureCli, c);
@@ -496,6 +531,21 @@ fn explicit(kind: IdentityKind, c: &Ctx) -> Result<Source, TokenError> {
         IdentityKind::AzureCli => Source::AzureCli {
             tenant: c.tenant.clone(),
         },
+        IdentityKind::SignedIn => {
+            let chosen = crate::signin::choose(c.signins, c.tenant.as_deref());
+            let signin = chosen.cloned().ok_or_else(|| {
+                let login = match &c.tenant {
+                    Some(t) => format!("{} --tenant {t}", crate::signin::LOGIN_COMMAND),
+                    None => crate::signin::LOGIN_COMMAND.to_string(),
+                };
+                TokenError::IdentityConfig {
+                    identity: "signed-in identity".into(),
+                    registry: c.registry.to_string(),
+                    message: format!("nobody is signed in: run `{login}`"),
+                }
+            })?;
+            Source::SignedIn(signin)
+        }
     })
 }
 
@@ -560,6 +610,7 @@ pub fn describe(source: &Source) -> String {
             Some(t) => format!("Azure CLI account (tenant {t})"),
             None => "Azure CLI account".to_string(),
         },
+        Source::SignedIn(s) => format!("signed-in user {} (tenant {})", s.account, s.tenant),
     }
 }
 
@@ -608,6 +659,12 @@ fn identity_material(authority: &str, scope: &str, source: &Source, env: &Identi
             tenant.clone().unwrap_or_default(),
             env.get("AZURE_CONFIG_DIR").unwrap_or("").into(),
             env.get("HOME").unwrap_or("").into(),
+        ]),
+        Source::SignedIn(s) => parts.extend([
+            "signed-in".into(),
+            s.tenant.to_ascii_lowercase(),
+            s.account.to_ascii_lowercase(),
+            s.client_id.clone(),
         ]),
     }
     parts
@@ -700,6 +757,79 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn signed_in_person_comes_after_the_environment_and_before_the_cli() {
+        let bin = tempfile::tempdir().unwrap();
+        let az = bin.path().join("az");
+        std::fs::write(&az, "#!/bin/sh\n").unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&az, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let person = |tenant: &str, account: &str| SignIn {
+            tenant: tenant.into(),
+            account: account.into(),
+            client_id: crate::signin::AZURE_CLI_CLIENT_ID.into(),
+            authority: "https://login.microsoftonline.com".into(),
+            signed_in_at: 1,
+            refreshed_at: 1,
+            tenant_alias: None,
+            refused_at: None,
+        };
+        let signins = [person("t1", "ann@one"), person("t2", "ann@two")];
+        let reg = RegistryHost::parse("myreg.azurecr.io").unwrap();
+        let path = bin.path().to_string_lossy().into_owned();
+        let with = |pairs: &[(&str, &str)], config: &Config, who: &[SignIn]| {
+            plan_signed_in(&reg, &env(pairs), config, false, who)
+        };
+        let cfg = Config::default();
+        // The environment's identity wins over the sign-in.
+        let p = with(
+            &[SP[0], SP[1], ("AZURE_CLIENT_SECRET", "s")],
+            &cfg,
+            &signins,
+        )
+        .unwrap()
+        .unwrap();
+        assert!(matches!(p.source, Source::ClientSecret { .. }));
+        // The sign-in wins over `az`; the first one without a tenant, the tenant's with one.
+        let p = with(&[("PATH", &path)], &cfg, &signins).unwrap().unwrap();
+        assert!(matches!(&p.source, Source::SignedIn(s) if s.tenant == "t1"));
+        assert_eq!(p.identity, "signed-in user ann@one (tenant t1)");
+        let p = with(
+            &[("PATH", &path), ("AZURE_TENANT_ID", "t2")],
+            &cfg,
+            &signins,
+        )
+        .unwrap()
+        .unwrap();
+        assert!(matches!(&p.source, Source::SignedIn(s) if s.tenant == "t2"));
+        let other = with(&[("PATH", &path)], &cfg, &signins[1..])
+            .unwrap()
+            .unwrap();
+        assert_ne!(
+            p.key,
+            with(&[("PATH", &path)], &cfg, &signins)
+                .unwrap()
+                .unwrap()
+                .key
+        );
+        assert_eq!(p.key, other.key);
+        // Nobody signed in: the CLI.
+        let p = with(&[("PATH", &path)], &cfg, &[]).unwrap().unwrap();
+        assert!(matches!(p.source, Source::AzureCli { .. }));
+        // Pinned in the config: nobody signed in says which command to run.
+        let pinned =
+            Config::parse("[defaults]\nidentity = \"signed-in\"\ntenant = \"t3\"\n").unwrap();
+        let e = with(&[("PATH", &path)], &pinned, &signins).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("docker-credential-acr login --tenant t3"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -130,6 +130,11 @@ pub async fn proof(plan: &Plan) -> Result<Proof, TokenError> {
         Source::AzureCli { .. } => {
             h.put_str("cli");
         }
+        // The refresh token is the agent's own (in the user's keyring); only the user reaches the
+        // agent's socket, so there is nothing more for a caller to prove.
+        Source::SignedIn(_) => {
+            h.put_str("signed-in");
+        }
     }
     Ok(Proof {
         key: h.finish(),

@@ -10,6 +10,7 @@ mod assertion;
 mod cert;
 mod cli;
 mod managed;
+mod signed_in;
 
 use crate::error::{aadsts_hint, find_aadsts, TokenError};
 use crate::http::Clients;
@@ -23,6 +24,7 @@ use std::sync::Arc;
 
 pub use assertion::FederatedAssertion;
 pub use cert::CertificateAssertion;
+pub use signed_in::SignIns;
 
 /// An Entra access token and the tenant it was issued in.
 #[derive(Debug)]
@@ -40,8 +42,11 @@ pub async fn entra_token(
     clients: &Clients,
     source: &Source,
     material: &Material,
+    signins: Option<&SignIns>,
+    now: u64,
 ) -> Result<EntraToken, TokenError> {
     let token = match source {
+        Source::SignedIn(signin) => signed_in::token(plan, clients, signin, signins, now).await?,
         Source::ManagedIdentity { endpoint, id } => {
             managed::token(plan, clients, endpoint, id.as_ref()).await?
         }
