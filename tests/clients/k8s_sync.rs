@@ -301,8 +301,10 @@ fn two_replicas_elect_one_writer_and_the_other_takes_over_after_sigterm() {
     wait_for(CLIENT_LIMIT, "replica b to stand by", || {
         b.log().contains("another replica writes; standing by")
     });
-    // Several renewals with both running: only a writes.
-    std::thread::sleep(Duration::from_secs(25));
+    // Several renewals with both running: only a writes. 40-second tokens are renewed once a third
+    // of their life has passed (R = min(min_ttl, 2/3 of the lifetime)), about every 13 s, so 32 s
+    // hold at least two renewals.
+    std::thread::sleep(Duration::from_secs(32));
     let writers = secret_writers(&kube);
     assert_eq!(
         writers.into_iter().collect::<Vec<_>>(),
