@@ -254,3 +254,123 @@ fn a_hung_agent_costs_one_budget_not_a_second_acquisition_on_top() {
     eprintln!("MEASURED hung agent: '{line}' after {took:?}, 0 upstream calls");
     drop(held);
 }
+
+/// What `/run/docker-credential-acr` is on the real host: (exists, mode, uid, entries).
+fn host_system_dir() -> Option<(u32, u32, Vec<std::ffi::OsString>)> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = std::path::Path::new(acr_proto::paths::SYSTEM_RUNTIME_DIR);
+    let meta = std::fs::symlink_metadata(dir).ok()?;
+    let mut names: Vec<_> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    names.sort();
+    Some((meta.mode(), meta.uid(), names))
+}
+
+/// Accepts on the socket it is given, logs each connection, holds them all and never answers;
+/// SIGALRM ends it in any case.
+const HUNG_NODE_AGENT: &str = r#"
+import signal, socket, sys
+signal.alarm(120)
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind(sys.argv[1])
+s.listen(8)
+held = []
+while True:
+    c, _ = s.accept()
+    held.append(c)
+    with open(sys.argv[2], "a") as log:
+        log.write("accepted\n")
+"#;
+
+/// In a private mount namespace: a fresh tmpfs over `/run` (the host's is never written), a
+/// root-owned 0700 system runtime dir holding the hung node agent's socket, then the helper.
+const IN_NODE_NAMESPACE: &str = r#"
+set -e
+mount -t tmpfs -o mode=0755 tmpfs /run
+mkdir -m 0700 /run/docker-credential-acr
+sock=/run/docker-credential-acr/agent.sock
+python3 "$2" "$sock" "$3" </dev/null >/dev/null 2>&1 &
+agent=$!
+i=0
+until [ -S "$sock" ]; do
+  i=$((i + 1))
+  if [ "$i" -gt 200 ]; then echo "the fake node agent did not start" >&2; kill "$agent"; exit 3; fi
+  sleep 0.05
+done
+set +e
+"$1" kubelet
+rc=$?
+kill "$agent"
+exit "$rc"
+"#;
+
+#[test]
+fn kubelet_with_a_hung_node_agent_answers_well_inside_kubelets_60_s() {
+    let s = Setup::new();
+    let host_before = host_system_dir();
+    let script = s.world.root().join("hung_node_agent.py");
+    std::fs::write(&script, HUNG_NODE_AGENT).unwrap();
+    let accepted = s.world.root().join("accepted.log");
+    let mut cmd = s.world.command("/bin/sh");
+    cmd.arg("-c")
+        .arg(IN_NODE_NAMESPACE)
+        .arg("sh")
+        .arg(bin())
+        .arg(&script)
+        .arg(&accepted)
+        .envs(s.sp.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let start = Instant::now();
+    let out = run_within(
+        &mut cmd,
+        kubelet_request("myreg.azurecr.io/app:1").as_bytes(),
+        Duration::from_secs(59),
+    );
+    let took = start.elapsed();
+    assert_no_panic(&out, "kubelet with a hung node agent");
+    let connections = std::fs::read_to_string(&accepted).unwrap_or_default();
+    assert!(
+        connections.lines().count() >= 1,
+        "the helper reached the hung node agent: stderr {}",
+        stderr(&out)
+    );
+    assert!(took < Duration::from_secs(50), "{took:?}: {}", stderr(&out));
+    let outcome = if out.status.success() {
+        let v: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("JSON response");
+        assert_eq!(v["kind"], "CredentialProviderResponse", "{v}");
+        assert!(v["auth"].get(REG).is_some(), "{v}");
+        "a CredentialProviderResponse".to_string()
+    } else {
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(
+            stdout(&out).is_empty(),
+            "nothing on stdout: {}",
+            stdout(&out)
+        );
+        let err = stderr(&out);
+        assert_eq!(err.lines().count(), 1, "one line: {err:?}");
+        assert!(err.contains(REG) && err.contains("node agent"), "{err}");
+        format!("'{}'", err.trim_end())
+    };
+    // Nothing upstream once kubelet's budget is spent: no second acquisition on top.
+    let budget_end = start + acr_token::retry::KUBELET_BUDGET;
+    for at in s.fake.request_times(Endpoint::EntraToken) {
+        assert!(
+            at < budget_end,
+            "an Entra call {:?} after the start",
+            at - start
+        );
+    }
+    assert_eq!(
+        host_system_dir(),
+        host_before,
+        "the host's /run is untouched"
+    );
+    eprintln!(
+        "MEASURED kubelet, hung node agent: {outcome} after {took:?}, {} Entra calls",
+        s.fake.count(Endpoint::EntraToken)
+    );
+}
