@@ -282,36 +282,12 @@ fn the_agent_can_be_turned_off() {
     assert!(s.agent_pids().is_empty());
 }
 
-/// Runs a shell script inside a new user + mount namespace (its own kernel keyrings, so the
-/// machine's keyring is never touched; the world's hosts file is bound over /etc/hosts), with
-/// the world's environment, the secret app's identity and the binary as `$H`.
+/// [`Setup::own_keyring_command`] with the secret app's identity.
 fn in_own_keyring(s: &Setup, script: &str) -> std::process::Output {
-    let full = format!("mount --bind \"$HOSTS\" /etc/hosts || exit 9\n{script}");
-    let out = std::process::Command::new("unshare")
-        .args([
-            "--user",
-            "--map-root-user",
-            "--mount",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            &full,
-        ])
-        .env_clear()
-        .env("H", bin())
-        .current_dir(s.world.home())
-        .env("HOSTS", s.world.hosts_file())
-        .env("PATH", "/usr/bin:/bin")
-        .env("HOME", s.world.home())
-        .env("XDG_CONFIG_HOME", s.world.config_dir())
-        .env("XDG_RUNTIME_DIR", s.world.run_dir())
-        .env("SSL_CERT_FILE", s.world.ca_pem())
-        .env("SSL_CERT_DIR", s.world.root().join("certs"))
+    s.own_keyring_command(script)
         .envs(s.sp.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .output()
-        .expect("unshare");
-    out
+        .expect("unshare")
 }
 
 #[test]

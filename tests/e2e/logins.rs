@@ -9,21 +9,13 @@ use std::time::Duration;
 /// The registry the tests log in to.
 const HOST: &str = "myreg.azurecr.io";
 
-/// Runs a shell script with the binary as `$H`, in a new user + mount namespace.
+/// [`Setup::own_keyring_command`] with no identity and no agent.
 fn in_own_keyring(s: &Setup, script: &str) -> std::process::Output {
-    let out = std::process::Command::new("unshare")
-        .args(["--user", "--map-root-user", "sh", "-c", script])
-        .env_clear()
-        .env("H", bin())
-        .env("PATH", "/usr/bin:/bin")
-        .env("HOME", s.world.home())
-        .env("XDG_CONFIG_HOME", s.world.config_dir())
-        .env("XDG_RUNTIME_DIR", s.world.run_dir())
+    s.own_keyring_command(script)
         .env("DOCKER_CREDENTIAL_ACR_NO_AGENT", "1")
         .env("RUST_BACKTRACE", "1")
         .output()
-        .expect("unshare");
-    out
+        .expect("unshare")
 }
 
 #[test]
@@ -81,31 +73,10 @@ echo "== get"; printf myreg.azurecr.io | "$H" get || echo "exit $?"
     );
 }
 
-/// As [`in_own_keyring`], with the world's /etc/hosts and trust store, the secret app's identity
-/// and debug logs: `get` can fall through to Entra.
+/// [`Setup::own_keyring_command`] with the secret app's identity and debug logs: `get` can fall
+/// through to Entra.
 fn in_own_keyring_with_entra(s: &Setup, script: &str, env: &[(&str, &str)]) -> Output {
-    let full = format!("mount --bind \"$HOSTS\" /etc/hosts || exit 9\n{script}");
-    std::process::Command::new("unshare")
-        .args([
-            "--user",
-            "--map-root-user",
-            "--mount",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            &full,
-        ])
-        .env_clear()
-        .current_dir(s.world.home())
-        .env("H", bin())
-        .env("HOSTS", s.world.hosts_file())
-        .env("PATH", "/usr/bin:/bin")
-        .env("HOME", s.world.home())
-        .env("XDG_CONFIG_HOME", s.world.config_dir())
-        .env("XDG_RUNTIME_DIR", s.world.run_dir())
-        .env("SSL_CERT_FILE", s.world.ca_pem())
-        .env("SSL_CERT_DIR", s.world.root().join("certs"))
+    s.own_keyring_command(script)
         .env("DOCKER_CREDENTIAL_ACR_NO_AGENT", "1")
         .env("DOCKER_CREDENTIAL_ACR_LOG", "debug")
         .envs(s.sp.iter().map(|(k, v)| (k.as_str(), v.as_str())))

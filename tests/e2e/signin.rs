@@ -13,32 +13,14 @@ const TENANT_B: &str = "bbbbbbbb-0000-4000-8000-00000000000b";
 const ANN: &str = "ann@contoso.test";
 const BEN: &str = "ben@fabrikam.test";
 
-/// Runs `script` (binary as `$H`) in its own user + mount namespace with the world's
-/// environment and no Azure identity variables, `az` absent.
+/// Runs `script` through [`Setup::own_keyring_command`]: no Azure identity variables, `az`
+/// absent.
 fn story(s: &Setup, script: &str) -> std::process::Output {
-    let full = format!("mount --bind \"$HOSTS\" /etc/hosts || exit 9\ncd \"$HOME\"\n{script}");
-    let mut cmd = std::process::Command::new("unshare");
-    cmd.args([
-        "--user",
-        "--map-root-user",
-        "--mount",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        &full,
-    ])
-    .env_clear()
-    .env("H", bin())
-    .current_dir(s.world.home())
-    .env("HOSTS", s.world.hosts_file())
-    .env("PATH", "/usr/bin:/bin")
-    .env("HOME", s.world.home())
-    .env("XDG_CONFIG_HOME", s.world.config_dir())
-    .env("XDG_RUNTIME_DIR", s.world.run_dir())
-    .env("SSL_CERT_FILE", s.world.ca_pem())
-    .env("SSL_CERT_DIR", s.world.root().join("certs"));
-    run_within(&mut cmd, b"", Duration::from_secs(150))
+    run_within(
+        &mut s.own_keyring_command(script),
+        b"",
+        Duration::from_secs(150),
+    )
 }
 
 fn home_file(s: &Setup, name: &str) -> String {

@@ -94,6 +94,36 @@ impl Setup {
         cmd
     }
 
+    /// A shell `script` (the binary as `$H`) in a new user + mount namespace: its kernel keyrings
+    /// are its own, so keyring tests never touch the machine's; the world's hosts file is bound
+    /// over /etc/hosts, and HOME, the XDG directories and the trust store are the world's. No
+    /// identity: add the caller's variables to the returned command.
+    pub fn own_keyring_command(&self, script: &str) -> Command {
+        let full = format!("mount --bind \"$HOSTS\" /etc/hosts || exit 9\n{script}");
+        let mut cmd = Command::new("unshare");
+        cmd.args([
+            "--user",
+            "--map-root-user",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            &full,
+        ])
+        .env_clear()
+        .env("H", bin())
+        .current_dir(self.world.home())
+        .env("HOSTS", self.world.hosts_file())
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", self.world.home())
+        .env("XDG_CONFIG_HOME", self.world.config_dir())
+        .env("XDG_RUNTIME_DIR", self.world.run_dir())
+        .env("SSL_CERT_FILE", self.world.ca_pem())
+        .env("SSL_CERT_DIR", self.world.root().join("certs"));
+        cmd
+    }
+
     /// Starts `ARGS` with piped stdio (for many concurrent callers); finish it with [`finish`].
     pub fn spawn(&self, args: &[&str], env: &[(&str, &str)], with_sp: bool) -> std::process::Child {
         let mut cmd = self.command(args, env, with_sp);
