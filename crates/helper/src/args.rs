@@ -124,29 +124,81 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
     }
 }
 
+/// One argument of a subcommand, as [`Flags`] splits it.
+pub(crate) enum Arg<'a> {
+    /// `--flag` or `-f` (its value, if any, comes from [`Flags::value`]).
+    Flag(&'a str),
+    /// Anything else (a registry).
+    Operand(&'a str),
+}
+
+/// Walks a subcommand's arguments: `--flag VALUE`, `--flag=VALUE` and operands, with one-line
+/// errors that name the verb. The one lexer of `warm`, `export` and `sync`.
+pub(crate) struct Flags<'a> {
+    verb: &'static str,
+    rest: std::slice::Iter<'a, &'a str>,
+    inline: Option<&'a str>,
+}
+
+impl<'a> Flags<'a> {
+    /// Starts at the first argument after `verb`.
+    pub fn new(verb: &'static str, rest: &'a [&'a str]) -> Self {
+        Flags {
+            verb,
+            rest: rest.iter(),
+            inline: None,
+        }
+    }
+
+    /// The next argument, `None` at the end.
+    pub fn next_arg(&mut self) -> Option<Arg<'a>> {
+        let a: &'a str = self.rest.next()?;
+        self.inline = None;
+        Some(match a.split_once('=') {
+            Some((flag, v)) if flag.starts_with("--") => {
+                self.inline = Some(v);
+                Arg::Flag(flag)
+            }
+            _ if a.starts_with('-') => Arg::Flag(a),
+            _ => Arg::Operand(a),
+        })
+    }
+
+    /// The value of `flag`: after `=`, else the next argument; `what` names it in the error.
+    pub fn value(&mut self, flag: &str, what: &str) -> Result<String, String> {
+        match self.inline.take() {
+            Some(v) => Ok(v.to_string()),
+            None => self
+                .rest
+                .next()
+                .map(|v| v.to_string())
+                .ok_or_else(|| format!("{}: {flag} needs {what}", self.verb)),
+        }
+    }
+
+    /// The value of `--min-ttl`, in seconds.
+    pub fn min_ttl(&mut self, flag: &str) -> Result<u64, String> {
+        let v = self.value(flag, "a duration such as 2h")?;
+        acr_proto::config::parse_duration(&v)
+            .map(|d| d.as_secs())
+            .map_err(|e| format!("{}: {flag} {}: {e}", self.verb, printable(&v)))
+    }
+
+    /// The error for a flag the verb does not know.
+    pub fn unknown(&self, flag: &str) -> String {
+        format!("{}: unknown option {}", self.verb, printable(flag))
+    }
+}
+
 fn parse_warm(rest: &[&str]) -> Result<Command, String> {
     let mut min_ttl = None;
     let mut registries = Vec::new();
-    let mut it = rest.iter();
-    while let Some(a) = it.next() {
-        let value = if *a == "--min-ttl" {
-            Some(
-                *it.next()
-                    .ok_or("warm: --min-ttl needs a duration such as 2h")?,
-            )
-        } else {
-            a.strip_prefix("--min-ttl=")
-        };
-        match value {
-            Some(v) => {
-                let d = acr_proto::config::parse_duration(v)
-                    .map_err(|e| format!("warm: --min-ttl {}: {e}", printable(v)))?;
-                min_ttl = Some(d.as_secs());
-            }
-            None if a.starts_with('-') => {
-                return Err(format!("warm: unknown option {}", printable(a)))
-            }
-            None => registries.push(a.to_string()),
+    let mut args = Flags::new("warm", rest);
+    while let Some(arg) = args.next_arg() {
+        match arg {
+            Arg::Flag(flag @ "--min-ttl") => min_ttl = Some(args.min_ttl(flag)?),
+            Arg::Flag(flag) => return Err(args.unknown(flag)),
+            Arg::Operand(registry) => registries.push(registry.to_string()),
         }
     }
     if registries.is_empty() {

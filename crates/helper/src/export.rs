@@ -113,32 +113,14 @@ fn k8s_name(flag: &str, v: String) -> Result<String, String> {
 
 /// Parses `export`'s arguments (after the verb).
 pub fn parse_args(rest: &[&str]) -> Result<Options, String> {
+    use crate::args::Arg;
     let mut o = Options::default();
-    let mut it = rest.iter();
-    while let Some(a) = it.next() {
-        let (flag, inline) = match a.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f, Some(v)),
-            _ => (*a, None),
-        };
-        let mut value = |what: &str| -> Result<String, String> {
-            match inline {
-                Some(v) => Ok(v.to_string()),
-                None => it
-                    .next()
-                    .map(|v| v.to_string())
-                    .ok_or_else(|| format!("export: {flag} needs {what}")),
-            }
-        };
-        match flag {
-            "--min-ttl" => {
-                let v = value("a duration such as 2h")?;
-                let d = acr_proto::config::parse_duration(&v).map_err(|e| {
-                    format!("export: --min-ttl {}: {e}", crate::args::printable(&v))
-                })?;
-                o.min_ttl = Some(d.as_secs());
-            }
-            "--format" => {
-                o.format = match value("docker-config or k8s-secret")?.as_str() {
+    let mut args = crate::args::Flags::new("export", rest);
+    while let Some(arg) = args.next_arg() {
+        match arg {
+            Arg::Flag(flag @ "--min-ttl") => o.min_ttl = Some(args.min_ttl(flag)?),
+            Arg::Flag(flag @ "--format") => {
+                o.format = match args.value(flag, "docker-config or k8s-secret")?.as_str() {
                     "docker-config" => Format::DockerConfig,
                     "k8s-secret" => Format::K8sSecret,
                     other => {
@@ -149,15 +131,14 @@ pub fn parse_args(rest: &[&str]) -> Result<Options, String> {
                     }
                 }
             }
-            "--namespace" => o.namespace = Some(k8s_name(flag, value("a namespace")?)?),
-            "--name" => o.name = Some(k8s_name(flag, value("a Secret name")?)?),
-            f if f.starts_with('-') => {
-                return Err(format!(
-                    "export: unknown option {}",
-                    crate::args::printable(f)
-                ))
+            Arg::Flag(flag @ "--namespace") => {
+                o.namespace = Some(k8s_name(flag, args.value(flag, "a namespace")?)?)
             }
-            _ => o.registries.push(a.to_string()),
+            Arg::Flag(flag @ "--name") => {
+                o.name = Some(k8s_name(flag, args.value(flag, "a Secret name")?)?)
+            }
+            Arg::Flag(flag) => return Err(args.unknown(flag)),
+            Arg::Operand(registry) => o.registries.push(registry.to_string()),
         }
     }
     if o.registries.is_empty() {

@@ -250,7 +250,7 @@ fn keep_fresh(sink: &dyn Sink, registries: &[String], min_ttl: u64, config: &Con
 
 fn retry_wait(attempt: &mut u32) -> Duration {
     // The agent's background backoff, at least a second apart.
-    let d = acr_token::retry::backoff(*attempt, acr_token::retry::BACKGROUND_CAP, rand_unit())
+    let d = acr_token::retry::jittered_backoff(*attempt, acr_token::retry::BACKGROUND_CAP)
         .max(Duration::from_secs(1));
     *attempt = attempt.saturating_add(1);
     d
@@ -282,56 +282,27 @@ fn next_check(creds: &[Fresh], min_ttl: u64) -> Duration {
     Duration::from_secs(secs.clamp(1, 600))
 }
 
-/// A number in 0..1 for backoff jitter, from the clock (no RNG dependency needed for this).
-fn rand_unit() -> f64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    f64::from(nanos % 1000) / 1000.0
-}
-
 /// Parses `sync`'s arguments (after the verb).
 pub fn parse_args(rest: &[&str]) -> Result<Options, String> {
+    use crate::args::Arg;
     let mut o = Options::default();
-    let mut it = rest.iter();
-    while let Some(a) = it.next() {
-        let (flag, inline) = match a.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f, Some(v)),
-            _ => (*a, None),
-        };
-        let mut value = |what: &str| -> Result<String, String> {
-            match inline {
-                Some(v) => Ok(v.to_string()),
-                None => it
-                    .next()
-                    .map(|v| v.to_string())
-                    .ok_or_else(|| format!("sync: {flag} needs {what}")),
-            }
-        };
-        match flag {
-            "--file" => o.file = Some(PathBuf::from(value("a path")?)),
-            "--k8s-secret"
-            | "--namespace-selector"
-            | "--secret-name"
-            | "--service-account"
-            | "--lease" => {
-                let v = value(k8s_value(flag))?;
+    let mut args = crate::args::Flags::new("sync", rest);
+    while let Some(arg) = args.next_arg() {
+        match arg {
+            Arg::Flag(flag @ "--file") => o.file = Some(PathBuf::from(args.value(flag, "a path")?)),
+            Arg::Flag(
+                flag @ ("--k8s-secret"
+                | "--namespace-selector"
+                | "--secret-name"
+                | "--service-account"
+                | "--lease"),
+            ) => {
+                let v = args.value(flag, k8s_value(flag))?;
                 k8s_flag(&mut o.k8s, flag, v)?
             }
-            "--min-ttl" => {
-                let v = value("a duration such as 2h")?;
-                let d = acr_proto::config::parse_duration(&v)
-                    .map_err(|e| format!("sync: --min-ttl {}: {e}", crate::args::printable(&v)))?;
-                o.min_ttl = Some(d.as_secs());
-            }
-            f if f.starts_with('-') => {
-                return Err(format!(
-                    "sync: unknown option {}",
-                    crate::args::printable(f)
-                ))
-            }
-            _ => o.registries.push(a.to_string()),
+            Arg::Flag(flag @ "--min-ttl") => o.min_ttl = Some(args.min_ttl(flag)?),
+            Arg::Flag(flag) => return Err(args.unknown(flag)),
+            Arg::Operand(registry) => o.registries.push(registry.to_string()),
         }
     }
     match (o.file.is_some(), o.wants_k8s()) {

@@ -60,6 +60,11 @@ pub fn backoff(attempt: u32, cap: Duration, jitter: f64) -> Duration {
     ceiling.mul_f64(jitter.clamp(0.0, 1.0))
 }
 
+/// [`backoff`] with a random point, for callers outside the engine (`sync`'s retry rounds).
+pub fn jittered_backoff(attempt: u32, cap: Duration) -> Duration {
+    backoff(attempt, cap, rand::random())
+}
+
 /// The wait after a transient failure: the backoff, or the server's `Retry-After` if longer.
 pub fn delay_after(err: &TokenError, attempt: u32, cap: Duration, jitter: f64) -> Duration {
     let b = backoff(attempt, cap, jitter);
