@@ -225,13 +225,7 @@ fn sync_keeps_the_file_fresh_through_40_second_tokens_and_exits_0_on_sigterm() {
         let doc: serde_json::Value =
             serde_json::from_str(&text).expect("whole JSON, never partial");
         let (_, token) = auth_of(&doc, HOST);
-        let (iat, exp) = iat_exp(&token);
-        let left = exp.saturating_sub(now());
-        assert!(
-            left * 4 >= exp - iat,
-            "sample {samples}: only {left}s of {}s left",
-            exp - iat
-        );
+        assert_quarter_of_life_left(&token, samples);
         assert_eq!(skopeo_inspect_with(&s, &authfile), image.manifest_digest);
         #[cfg(unix)]
         {
@@ -372,4 +366,17 @@ fn sync_rides_through_an_entra_outage_and_recovers() {
         std::thread::sleep(Duration::from_millis(100));
     };
     assert_eq!(status.code(), Some(0), "exit status after SIGINT");
+}
+
+/// A sampled credential still has at least a quarter of its life: `sync`'s promise, for the file
+/// and the Kubernetes targets alike. Returns its expiry.
+pub fn assert_quarter_of_life_left(token: &str, sample: usize) -> u64 {
+    let (iat, exp) = iat_exp(token);
+    let left = exp.saturating_sub(now());
+    assert!(
+        left * 4 >= exp - iat,
+        "sample {sample}: only {left}s of {}s left",
+        exp - iat
+    );
+    exp
 }

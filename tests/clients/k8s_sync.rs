@@ -2,7 +2,7 @@
 //! back with the real `kubectl` (which cross-checks that the fake speaks the real protocol), and
 //! the credential in the Secret used as-is by skopeo against the real registry.
 
-use crate::export::{auth_of, iat_exp, now, skopeo_inspect_with};
+use crate::export::{assert_quarter_of_life_left, auth_of, iat_exp, now, skopeo_inspect_with};
 use crate::util::*;
 use acr_testkit::{Endpoint, FakeKube, Fault, KubeCall};
 use base64::engine::general_purpose::STANDARD;
@@ -160,13 +160,7 @@ fn sync_keeps_k8s_secrets_fresh_through_40_second_tokens_and_recovers_conflicts_
                 .unwrap_or_else(|| panic!("{ns}/acr-pull missing at {:?}", start.elapsed()));
             let doc = inner_config(&secret);
             let (_, token) = auth_of(&doc, HOST);
-            let (iat, exp) = iat_exp(&token);
-            let left = exp.saturating_sub(now());
-            assert!(
-                left * 4 >= exp - iat,
-                "sample {samples}: only {left}s of {}s left",
-                exp - iat
-            );
+            let exp = assert_quarter_of_life_left(&token, samples);
             assert_eq!(
                 secret["metadata"]["annotations"]["docker-credential-acr/expires-at"],
                 acr_testkit::rfc3339_utc(exp)
