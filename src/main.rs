@@ -1,5 +1,5 @@
 //! `docker-credential-acr`: Docker credential helper, kubelet credential provider and token agent
-//! for Azure Container Registry. All logic lives in the `acr-helper` crate.
+//! for Azure Container Registry. All logic lives in the `acr-cli` crate.
 //!
 //! Every `docker pull` execs this binary, so start-up is on the user's critical path: the C
 //! `main` below skips the Rust runtime's start-up work (main-thread stack guard discovery and
@@ -18,5 +18,5 @@ pub extern "C" fn main(
 ) -> std::ffi::c_int {
     // SAFETY: setting a signal disposition before any thread exists.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
-    std::panic::catch_unwind(acr_helper::run_code).map_or(1, std::ffi::c_int::from)
+    std::panic::catch_unwind(acr_cli::run_code).map_or(1, std::ffi::c_int::from)
 }

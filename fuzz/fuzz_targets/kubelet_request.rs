@@ -3,7 +3,7 @@
 //! and no refusal repeats the service-account token.
 #![no_main]
 
-use acr_helper::kubelet::parse_request;
+use acr_cli::kubelet::parse_request;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 

@@ -312,6 +312,6 @@ fn sa_token_variant_adds_token_attributes_kubelet_accepts_for_the_annotations_we
     all.dedup();
     assert_eq!(all.len(), n, "annotation keys unique and disjoint");
     // The provider fails without the client-id annotation and falls back to AZURE_TENANT_ID.
-    assert_eq!(required, [acr_helper::kubelet::CLIENT_ID_ANNOTATION]);
-    assert_eq!(optional, [acr_helper::kubelet::TENANT_ID_ANNOTATION]);
+    assert_eq!(required, [acr_cli::kubelet::CLIENT_ID_ANNOTATION]);
+    assert_eq!(optional, [acr_cli::kubelet::TENANT_ID_ANNOTATION]);
 }

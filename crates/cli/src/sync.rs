@@ -360,7 +360,7 @@ fn k8s_flag(k: &mut K8sOptions, flag: &str, v: String) -> Result<(), String> {
 #[cfg(not(feature = "k8s"))]
 fn k8s_flag(_: &mut K8sOptions, flag: &str, _: String) -> Result<(), String> {
     Err(format!(
-        "sync: {flag}: this build has no Kubernetes support (acr-helper without its k8s feature)"
+        "sync: {flag}: this build has no Kubernetes support (acr-cli without its k8s feature)"
     ))
 }
 
