@@ -72,7 +72,7 @@ impl Sink for FileSink {
 
     fn write(&self, creds: &[Fresh]) -> Result<(), String> {
         let text = authfile::docker_config(creds).to_string() + "\n";
-        authfile::write_private(&self.0, text.as_bytes())
+        acr_token::files::replace_private(&self.0, text.as_bytes())
             .map_err(|e| format!("cannot write {}: {e}", self.0.display()))
     }
 }
