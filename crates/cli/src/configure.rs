@@ -38,7 +38,7 @@ pub fn run(registries: &[String], containers: bool, dry_run: bool) -> u8 {
     for w in shadow_warnings(&hosts) {
         stderr_line(&format!("warning: {w}"));
     }
-    if !on_path() {
+    if on_path().is_none() {
         stderr_line("warning: docker-credential-acr is not on PATH, so docker cannot run it: install it into a PATH directory (install/install.sh)");
     }
     u8::from(failed)
@@ -224,8 +224,8 @@ pub fn shadow_warnings(hosts: &[RegistryHost]) -> Vec<String> {
     out
 }
 
-/// Whether `docker-credential-acr` is found on PATH.
-pub fn on_path() -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(crate::NAME).is_file()))
+/// The `docker-credential-acr` that PATH finds first (the one docker, podman and kubelet run),
+/// if any: an executable file, looked up as a shell would (`which`).
+pub fn on_path() -> Option<PathBuf> {
+    which::which(crate::NAME).ok()
 }

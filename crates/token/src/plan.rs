@@ -549,21 +549,11 @@ fn explicit(kind: IdentityKind, c: &Ctx) -> Result<Source, TokenError> {
     })
 }
 
+/// Whether the caller's PATH (not the agent's) finds an executable `az`.
 fn az_on_path(env: &IdentityEnv) -> bool {
-    env.get("PATH")
-        .is_some_and(|p| std::env::split_paths(p).any(|d| is_executable(&d.join("az"))))
-}
-
-fn is_executable(p: &Path) -> bool {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    }
-    #[cfg(not(unix))]
-    {
-        p.with_extension("cmd").is_file() || p.is_file()
-    }
+    env.get("PATH").is_some_and(|p| {
+        which::which_in_global("az", Some(p)).is_ok_and(|mut found| found.next().is_some())
+    })
 }
 
 /// Identity in words: kind and public ids only.

@@ -13,20 +13,14 @@ const HELPER: &str = "acr";
 /// Whether `docker-credential-acr` is on PATH, and whether PATH finds this very binary.
 pub(super) fn path(r: &mut Report) {
     let name = crate::NAME;
-    if !on_path() {
+    let Some(found) = on_path() else {
         r.fail(
             "PATH",
             &format!("{name} is not on PATH, so docker, podman and kubelet cannot run it"),
             Some("install it into a PATH directory (install/install.sh) or add its directory to PATH"),
         );
         return;
-    }
-    let found = std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join(name))
-            .find(|f| f.is_file())
-    });
-    let Some(found) = found else { return };
+    };
     let me = std::env::current_exe().and_then(|p| p.canonicalize());
     match (found.canonicalize(), me) {
         (Ok(a), Ok(b)) if a == b => r.ok("PATH", &format!("{} is this binary", found.display())),
