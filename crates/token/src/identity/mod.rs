@@ -243,12 +243,21 @@ pub(crate) fn first_sentence(text: &str) -> String {
     cut.trim_end_matches('.').to_string()
 }
 
-pub(crate) fn host_of(url: &str) -> String {
-    url.split("://")
-        .nth(1)
-        .unwrap_or(url)
-        .split(['/', '?'])
-        .next()
-        .unwrap_or("")
-        .to_string()
+/// `host[:port]` of an endpoint URL for error messages (never its user-info, path or query);
+/// text that is not a URL is shown as it is.
+pub(crate) fn host_of(endpoint: &str) -> String {
+    url::Url::parse(endpoint)
+        .ok()
+        .and_then(|u| authority(&u))
+        .unwrap_or_else(|| endpoint.to_string())
+}
+
+/// `host[:port]` of a parsed URL, the port only when it is not the scheme's default; `None` for a
+/// URL without a host.
+pub(crate) fn authority(url: &url::Url) -> Option<String> {
+    let host = url.host_str()?;
+    Some(match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    })
 }
