@@ -84,7 +84,7 @@ pub fn run(opts: Options) -> u8 {
 /// `Ok` when `raw` is a registry we serve; the error says why not. No I/O.
 pub fn recognised(raw: &str, config: &Config) -> Result<(), String> {
     let host = acr_proto::host::RegistryHost::parse(raw)
-        .map_err(|e| format!("{}: {e}", crate::output::clean(raw)))?;
+        .map_err(|e| format!("{}: {e}", acr_proto::text::printable(raw, usize::MAX)))?;
     if config.recognises(&host) {
         Ok(())
     } else {

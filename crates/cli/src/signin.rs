@@ -112,13 +112,6 @@ pub fn parse_login(rest: &[&str]) -> Result<LoginOpts, String> {
     Ok(o)
 }
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// `login`: the device flow, then the refresh token into the keyring. Nothing on stdout.
 pub fn login(opts: LoginOpts) -> u8 {
     match login_inner(opts) {
@@ -186,7 +179,7 @@ fn login_inner(opts: LoginOpts) -> Result<String, String> {
     let account = tokens
         .account
         .ok_or("Entra's answer did not name the account (no ID token)")?;
-    let now = unix_now();
+    let now = acr_proto::time::now_unix();
     let entry = SignIn {
         tenant: tid.clone(),
         account: account.clone(),
@@ -321,7 +314,7 @@ pub fn describe_all() -> Vec<String> {
     let Some(store) = store() else {
         return Vec::new();
     };
-    let now = unix_now();
+    let now = acr_proto::time::now_unix();
     signin::load_index(&store.index)
         .iter()
         .map(|s| match s.refused_at {

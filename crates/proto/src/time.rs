@@ -1,4 +1,23 @@
-//! Timestamps for people and manifests: `export` and `sync` print when a credential expires.
+//! Wall-clock time: the one place a process reads the system clock ([`now_unix`]), and
+//! timestamps for people and manifests (`export` and `sync` print when a credential expires).
+//!
+//! Components that keep time (the engine, the agent's cache and scheduler) take an injected
+//! `acr_token::Clock` so tests can move time by hand; its real implementation and every edge that
+//! has no clock to be given (the thin client, one-shot commands) read the time here.
+
+/// Now, in seconds since the Unix epoch (0 if the system clock is before 1970). The only read of
+/// `SystemTime::now()` in the workspace's product code, so faking or auditing time has one seam.
+pub fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The `SystemTime` of `secs` since the Unix epoch (for formatting with libraries that take one).
+pub fn system_time(secs: u64) -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs)
+}
 
 /// `YYYY-MM-DDTHH:MM:SSZ` (RFC 3339, UTC) for `secs` since the epoch, proleptic Gregorian.
 pub fn rfc3339_utc(secs: u64) -> String {
