@@ -1,14 +1,17 @@
-//! Network checks for one registry: TLS trust and proxies in effect, the Entra authority and the
+//! Network probes for one registry (the doctor's only network I/O): TLS trust and proxies in effect, the Entra authority and the
 //! registry reachable, the clock against the registry's, the agent's cached token, and optionally
 //! one full acquisition. Every probe is bounded; none sends a credential.
 
-use super::{AgentStatus, Report};
+use super::checks::agent::AgentStatus;
+use super::render::Report;
+use crate::client::ClientError;
 use crate::warm::human;
 use acr_proto::env::IdentityEnv;
 use acr_proto::host::RegistryHost;
+use acr_proto::ipc::{Request, Response};
 use acr_token::http::{build, describe, Clients};
 use acr_token::{Acquirer, Engine, Plan};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// Longest one probe may take.
 const PROBE: Duration = Duration::from_secs(5);
@@ -19,7 +22,7 @@ const SKEW_WARN: i64 = 60;
 const SKEW_FAIL: i64 = 300;
 
 /// What the network checks need.
-pub(super) struct Probe<'a> {
+pub(in crate::doctor) struct Probe<'a> {
     pub host: &'a RegistryHost,
     pub authority: &'a str,
     pub env: &'a IdentityEnv,
@@ -28,8 +31,13 @@ pub(super) struct Probe<'a> {
     pub acquire: bool,
 }
 
+/// Asks the agent at `socket` for its status (never starts one), within three seconds.
+pub(in crate::doctor) fn agent_status(socket: &std::path::Path) -> Result<Response, ClientError> {
+    crate::client::call(socket, Request::Status, Duration::from_secs(3))
+}
+
 /// Runs the network checks on a current-thread runtime of their own.
-pub(super) fn run(r: &mut Report, p: &Probe, status: Option<&AgentStatus>) {
+pub(in crate::doctor) fn run(r: &mut Report, p: &Probe, status: Option<&AgentStatus>) {
     let Some(clients) = tls_proxy(r, p.env) else {
         cached(r, p.host, status);
         return;
@@ -223,7 +231,7 @@ async fn clock(r: &mut Report, clients: &Clients, host: &RegistryHost) {
         .headers()
         .get("date")
         .and_then(|v| v.to_str().ok())
-        .and_then(parse_http_date);
+        .and_then(acr_token::retry::http_date_unix);
     let Some(theirs) = date else {
         r.warn(
             CHECK,
@@ -232,11 +240,7 @@ async fn clock(r: &mut Report, clients: &Clients, host: &RegistryHost) {
         );
         return;
     };
-    let ours = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let skew = ours - theirs;
+    let skew = acr_proto::time::now_unix() as i64 - theirs as i64;
     let how = match skew {
         s if s > 0 => format!("{} ahead of", human(s.unsigned_abs())),
         s if s < 0 => format!("{} behind", human(s.unsigned_abs())),
@@ -271,10 +275,7 @@ fn cached(r: &mut Report, host: &RegistryHost, status: Option<&AgentStatus>) {
         );
         return;
     }
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let now = acr_proto::time::now_unix();
     for e in entries {
         let expiry = match e.expires_at {
             Some(t) if t > now => format!("expires in {}", human(t - now)),
@@ -325,67 +326,9 @@ async fn acquire(r: &mut Report, engine: &Engine, plan: &Plan) {
     }
 }
 
-/// Parses an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) into unix seconds.
-fn parse_http_date(text: &str) -> Option<i64> {
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let parts: Vec<&str> = text.split_whitespace().collect();
-    let [_, day, month, year, time, "GMT"] = parts.as_slice() else {
-        return None;
-    };
-    let day: i64 = day.parse().ok()?;
-    let month = MONTHS.iter().position(|m| m == month)? as i64 + 1;
-    let year: i64 = year.parse().ok()?;
-    let hms: Vec<i64> = time
-        .split(':')
-        .map(|x| x.parse().ok())
-        .collect::<Option<_>>()?;
-    let [h, m, s] = hms.as_slice() else {
-        return None;
-    };
-    if !(1..=31).contains(&day) || *h > 23 || *m > 59 || *s > 60 {
-        return None;
-    }
-    Some(days_from_civil(year, month, day) * 86_400 + h * 3600 + m * 60 + s)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn http_dates() {
-        assert_eq!(parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
-        assert_eq!(
-            parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
-            Some(784_111_777)
-        );
-        assert_eq!(
-            parse_http_date("Sat, 29 Feb 2020 12:00:00 GMT"),
-            Some(1_582_977_600)
-        );
-        for bad in [
-            "",
-            "yesterday",
-            "Sun, 06 Nov 1994 08:49:37 CET",
-            "Sun, 06 Foo 1994 08:49:37 GMT",
-            "Sun, 06 Nov 1994 25:00:00 GMT",
-        ] {
-            assert_eq!(parse_http_date(bad), None, "{bad}");
-        }
-    }
 
     #[test]
     fn proxy_credentials_are_masked() {

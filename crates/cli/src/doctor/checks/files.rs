@@ -1,7 +1,7 @@
 //! Local checks: the helper on PATH, docker's `config.json` and containers' `auth.json` files.
 
-use super::Report;
 use crate::configure::{containers_auth_path, docker_config_path, on_path};
+use crate::doctor::render::Report;
 use acr_proto::config::Config;
 use acr_proto::host::RegistryHost;
 use serde_json::{Map, Value};
@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 const HELPER: &str = "acr";
 
 /// Whether `docker-credential-acr` is on PATH, and whether PATH finds this very binary.
-pub(super) fn path(r: &mut Report) {
+pub(in crate::doctor) fn path(r: &mut Report) {
     let name = crate::NAME;
     if !on_path() {
         r.fail(
@@ -72,7 +72,7 @@ fn containers_files() -> Vec<PathBuf> {
 }
 
 /// ACR hosts named in any credential file (used when no registry was given).
-pub(super) fn acr_hosts(config: &Config) -> Vec<RegistryHost> {
+pub(in crate::doctor) fn acr_hosts(config: &Config) -> Vec<RegistryHost> {
     let mut hosts: Vec<RegistryHost> = Vec::new();
     let mut files = vec![docker_config_path()];
     files.extend(containers_files());
@@ -119,7 +119,7 @@ fn entry_for<'a>(helpers: Option<&'a Map<String, Value>>, host: &RegistryHost) -
 }
 
 /// docker's `config.json`: is the helper wired for the registry (or for any ACR host)?
-pub(super) fn docker_config(r: &mut Report, hosts: &[RegistryHost], explicit: bool) {
+pub(in crate::doctor) fn docker_config(r: &mut Report, hosts: &[RegistryHost], explicit: bool) {
     const CHECK: &str = "docker config";
     let file = docker_config_path();
     let shown = file.display();
@@ -191,7 +191,7 @@ pub(super) fn docker_config(r: &mut Report, hosts: &[RegistryHost], explicit: bo
 }
 
 /// containers' `auth.json` files (podman, skopeo, buildah, CRI-O).
-pub(super) fn containers_auth(r: &mut Report, hosts: &[RegistryHost], explicit: bool) {
+pub(in crate::doctor) fn containers_auth(r: &mut Report, hosts: &[RegistryHost], explicit: bool) {
     const CHECK: &str = "containers auth";
     let mut existing = Vec::new();
     let mut wired = Vec::new();
@@ -264,11 +264,11 @@ pub(super) fn containers_auth(r: &mut Report, hosts: &[RegistryHost], explicit: 
 
 /// Environment variable holding a whole Docker config JSON; Docker CLI ≥ 28 (and GitLab CI) use
 /// its `auths` entries in preference to the config file's credential helpers.
-pub(super) const DOCKER_AUTH_CONFIG: &str = "DOCKER_AUTH_CONFIG";
+pub(in crate::doctor) const DOCKER_AUTH_CONFIG: &str = "DOCKER_AUTH_CONFIG";
 
 /// Warns when `DOCKER_AUTH_CONFIG` holds a login for a configured registry: those clients then
 /// never ask the helper, and the login in it expires unnoticed. Never echoes the variable's value.
-pub(super) fn docker_auth_config(r: &mut Report, hosts: &[RegistryHost]) {
+pub(in crate::doctor) fn docker_auth_config(r: &mut Report, hosts: &[RegistryHost]) {
     let Some(text) = std::env::var_os(DOCKER_AUTH_CONFIG).filter(|v| !v.is_empty()) else {
         return;
     };
