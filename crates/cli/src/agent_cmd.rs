@@ -3,11 +3,11 @@
 use crate::args::AgentRunOpts;
 use crate::client;
 use crate::output::{stderr_line, stdout_line};
-use crate::warm::human;
 #[cfg(unix)]
 use acr_agent::{AgentOptions, LogTarget, ServeOutcome};
 use acr_proto::config::Config;
 use acr_proto::ipc::{Request, Response};
+use acr_proto::time::human;
 use acr_token::policy::Policy;
 use acr_token::{Engine, SystemClock};
 use std::io::Write;

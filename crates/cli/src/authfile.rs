@@ -59,7 +59,7 @@ pub fn expiry_line(c: &Fresh) -> String {
             "{}: credential expires at {} (in {})",
             c.host,
             acr_proto::time::rfc3339_utc(exp),
-            crate::warm::human(c.left())
+            acr_proto::time::human(c.left())
         ),
         None => format!(
             "{}: static login stored by docker login (no expiry)",
@@ -78,7 +78,7 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         _ => Path::new("."),
     };
     if !dir.is_dir() {
-        crate::configure::private_dir(dir)?;
+        acr_proto::private_file::create_dir(dir)?;
     }
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("auth");
     // tempfile creates the file 0600 with a random name (O_EXCL) and removes it on failure.

@@ -79,7 +79,7 @@ fn ensure_dir(dir: &Path) -> std::io::Result<()> {
         missing.push(d.to_path_buf());
         cur = d.parent();
     }
-    crate::configure::private_dir(dir)?;
+    acr_proto::private_file::create_dir(dir)?;
     #[cfg(unix)]
     if let Some(ancestor) = cur.filter(|d| !d.as_os_str().is_empty()) {
         use std::os::unix::fs::MetadataExt;

@@ -31,9 +31,3 @@ pub fn version() -> u8 {
     ));
     0
 }
-
-/// `--help`.
-pub fn help() -> u8 {
-    stdout_line(crate::args::USAGE);
-    0
-}

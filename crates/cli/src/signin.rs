@@ -221,8 +221,8 @@ async fn device_flow(
     .map_err(|e| e.to_string())?;
     stderr_line(&format!(
         "To sign in, open {} in a browser and enter the code {} (valid {} minutes).",
-        crate::args::printable(&code.verification_uri),
-        crate::args::printable(&code.user_code),
+        acr_proto::text::printable(&code.verification_uri, 64),
+        acr_proto::text::printable(&code.user_code, 64),
         code.expires_in / 60
     ));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(code.expires_in);
@@ -323,7 +323,7 @@ pub fn describe_all() -> Vec<String> {
                 s.account,
                 s.tenant,
                 s.client_id,
-                crate::warm::human(now.saturating_sub(at)),
+                acr_proto::time::human(now.saturating_sub(at)),
                 signin::LOGIN_COMMAND,
                 s.tenant
             ),
@@ -332,9 +332,9 @@ pub fn describe_all() -> Vec<String> {
                 s.account,
                 s.tenant,
                 s.client_id,
-                crate::warm::human(now.saturating_sub(s.signed_in_at)),
-                crate::warm::human(now.saturating_sub(s.refreshed_at)),
-                crate::warm::human(s.valid_until().saturating_sub(now)),
+                acr_proto::time::human(now.saturating_sub(s.signed_in_at)),
+                acr_proto::time::human(now.saturating_sub(s.refreshed_at)),
+                acr_proto::time::human(s.valid_until().saturating_sub(now)),
             ),
         })
         .collect()

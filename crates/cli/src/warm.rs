@@ -24,7 +24,11 @@ pub fn run(min_ttl: Option<u64>, registries: &[String]) -> u8 {
     for raw in registries {
         match acquire(raw, min_ttl, &config) {
             Ok(fresh) => stdout_line(&match fresh.expires_at {
-                Some(_) => format!("{}: token valid for {}", fresh.host, human(fresh.left())),
+                Some(_) => format!(
+                    "{}: token valid for {}",
+                    fresh.host,
+                    acr_proto::time::human(fresh.left())
+                ),
                 None => format!(
                     "{}: static login (stored by docker login; no expiry)",
                     fresh.host
@@ -70,8 +74,8 @@ pub fn acquire(raw: &str, min_ttl: Option<u64>, config: &Config) -> Result<Fresh
             return Err(format!(
                 "{}: its token has only {} left but --min-ttl asks for {}; the registry's tokens live only so long, so split the job or lower --min-ttl",
                 fresh.host,
-                human(left),
-                human(want)
+                acr_proto::time::human(left),
+                acr_proto::time::human(want)
             ));
         }
     }
@@ -116,13 +120,4 @@ pub fn fetch(raw: &str, min_ttl: Option<u64>, config: &Config) -> Result<Fresh, 
         secret,
         expires_at,
     })
-}
-
-/// `2h05m`, `40s`.
-pub fn human(secs: u64) -> String {
-    match secs {
-        s if s >= 3600 => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
-        s if s >= 60 => format!("{}m{:02}s", s / 60, s % 60),
-        s => format!("{s}s"),
-    }
 }

@@ -39,6 +39,22 @@ pub fn open(path: &Path, access: Access) -> std::io::Result<File> {
     o.open(path)
 }
 
+/// Creates a directory (and parents) readable by the owner only (0700).
+pub fn create_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::create_dir_all(dir)
+    }
+}
+
 /// The file's metadata if it is a regular file owned by this process's effective user and, with
 /// `single_name`, has no other name (a hard link to someone else's file is refused); otherwise
 /// a permission error saying which.

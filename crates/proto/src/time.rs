@@ -41,6 +41,15 @@ pub fn rfc3339_utc(secs: u64) -> String {
     )
 }
 
+/// A duration for people: `2h05m`, `3m07s`, `40s` (agent status, doctor, sign-ins, exports).
+pub fn human(secs: u64) -> String {
+    match secs {
+        s if s >= 3600 => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+        s if s >= 60 => format!("{}m{:02}s", s / 60, s % 60),
+        s => format!("{s}s"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -50,5 +59,8 @@ mod tests {
         assert_eq!(rfc3339_utc(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339_utc(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339_utc(1_798_761_599), "2026-12-31T23:59:59Z");
+        assert_eq!(human(7500), "2h05m");
+        assert_eq!(human(187), "3m07s");
+        assert_eq!(human(40), "40s");
     }
 }

@@ -5,10 +5,10 @@
 use super::checks::agent::AgentStatus;
 use super::render::Report;
 use crate::client::ClientError;
-use crate::warm::human;
 use acr_proto::env::IdentityEnv;
 use acr_proto::host::RegistryHost;
 use acr_proto::ipc::{Request, Response};
+use acr_proto::time::human;
 use acr_token::http::{build, describe, Clients};
 use acr_token::{Acquirer, Engine, Plan};
 use std::time::{Duration, Instant};

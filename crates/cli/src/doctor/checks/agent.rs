@@ -2,8 +2,8 @@
 
 use crate::client::ClientError;
 use crate::doctor::render::Report;
-use crate::warm::human;
 use acr_proto::ipc::{Response, StatusEntry, PROTOCOL_VERSION};
+use acr_proto::time::human;
 
 /// What a running agent said about itself.
 pub(in crate::doctor) struct AgentStatus {
