@@ -43,17 +43,28 @@ pub(in crate::doctor) fn path(r: &mut Report) {
     }
 }
 
-/// Reads a JSON object file: `Ok(None)` if missing, `Err` (one line) if unreadable or not an object.
-fn read_doc(file: &Path) -> Result<Option<Map<String, Value>>, String> {
+/// Why a client's credential file cannot be used.
+#[derive(Debug, thiserror::Error)]
+enum DocError {
+    #[error("{path} is not a JSON object", path = .0.display())]
+    NotAnObject(PathBuf),
+    #[error("{path} is not valid JSON ({1})", path = .0.display())]
+    Invalid(PathBuf, serde_json::Error),
+    #[error("cannot read {path}: {1}", path = .0.display())]
+    Unreadable(PathBuf, std::io::Error),
+}
+
+/// Reads a JSON object file: `Ok(None)` if missing, `Err` if unreadable or not an object.
+fn read_doc(file: &Path) -> Result<Option<Map<String, Value>>, DocError> {
     match std::fs::read_to_string(file) {
         Ok(text) if text.trim().is_empty() => Ok(Some(Map::new())),
         Ok(text) => match serde_json::from_str::<Value>(&text) {
             Ok(Value::Object(m)) => Ok(Some(m)),
-            Ok(_) => Err(format!("{} is not a JSON object", file.display())),
-            Err(e) => Err(format!("{} is not valid JSON ({e})", file.display())),
+            Ok(_) => Err(DocError::NotAnObject(file.to_path_buf())),
+            Err(e) => Err(DocError::Invalid(file.to_path_buf(), e)),
         },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("cannot read {}: {e}", file.display())),
+        Err(e) => Err(DocError::Unreadable(file.to_path_buf(), e)),
     }
 }
 
@@ -127,7 +138,7 @@ pub(in crate::doctor) fn docker_config(r: &mut Report, hosts: &[RegistryHost], e
         Err(e) => {
             r.fail(
                 CHECK,
-                &e,
+                &e.to_string(),
                 Some("fix or move it: docker cannot read it either"),
             );
             return;
@@ -200,7 +211,7 @@ pub(in crate::doctor) fn containers_auth(r: &mut Report, hosts: &[RegistryHost],
             Err(e) => {
                 r.fail(
                     CHECK,
-                    &e,
+                    &e.to_string(),
                     Some("fix or remove it: podman and skopeo refuse to run with it"),
                 );
                 continue;
