@@ -3,8 +3,10 @@
 //! [`super::probe`], line formatting in [`super::render`].
 
 pub(in crate::doctor) mod agent;
+pub(in crate::doctor) mod cached;
 pub(in crate::doctor) mod config;
 pub(in crate::doctor) mod exposure;
 pub(in crate::doctor) mod files;
 pub(in crate::doctor) mod identity;
 pub(in crate::doctor) mod registry;
+pub(in crate::doctor) mod trust;

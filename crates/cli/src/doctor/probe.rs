@@ -1,15 +1,17 @@
-//! Network probes for one registry (the doctor's only network I/O): TLS trust and proxies in effect, the Entra authority and the
-//! registry reachable, the clock against the registry's, the agent's cached token, and optionally
-//! one full acquisition. Every probe is bounded; none sends a credential.
+//! The doctor's I/O with other parties: the agent's status answer, and for one registry the
+//! network probes (the Entra authority and the registry reachable, the clock against the
+//! registry's, optionally one full acquisition), run after the local trust check and followed by
+//! the agent's cached token ([`super::checks`]). Every probe is bounded; none sends a credential.
 
 use super::checks::agent::AgentStatus;
+use super::checks::{cached, trust};
 use super::render::Report;
 use crate::client::ClientError;
 use acr_proto::env::IdentityEnv;
 use acr_proto::host::RegistryHost;
 use acr_proto::ipc::{Request, Response};
 use acr_proto::time::human;
-use acr_token::http::{build, describe, Clients};
+use acr_token::http::{describe, Clients};
 use acr_token::{Acquirer, Engine, Plan};
 use std::time::{Duration, Instant};
 
@@ -38,8 +40,8 @@ pub(in crate::doctor) fn agent_status(socket: &std::path::Path) -> Result<Respon
 
 /// Runs the network checks on a current-thread runtime of their own.
 pub(in crate::doctor) fn run(r: &mut Report, p: &Probe, status: Option<&AgentStatus>) {
-    let Some(clients) = tls_proxy(r, p.env) else {
-        cached(r, p.host, status);
+    let Some(clients) = trust::check(r, p.env) else {
+        cached::check(r, p.host, status);
         return;
     };
     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -65,7 +67,7 @@ pub(in crate::doctor) fn run(r: &mut Report, p: &Probe, status: Option<&AgentSta
             r.warn("clock", "not checked: the registry did not answer", None);
         }
     });
-    cached(r, p.host, status);
+    cached::check(r, p.host, status);
     if p.acquire {
         match p.plan {
             Some(plan) => rt.block_on(acquire(r, p.engine, plan)),
@@ -74,82 +76,6 @@ pub(in crate::doctor) fn run(r: &mut Report, p: &Probe, status: Option<&AgentSta
     }
     // A DNS lookup still blocking a pool thread must not hold the process.
     rt.shutdown_background();
-}
-
-/// Trust store and proxies in effect; builds the clients the engine would use.
-fn tls_proxy(r: &mut Report, env: &IdentityEnv) -> Option<Clients> {
-    const CHECK: &str = "TLS/proxy";
-    let mut parts = Vec::new();
-    let file = env.get("SSL_CERT_FILE");
-    let dir = env.get("SSL_CERT_DIR");
-    let mut missing = Vec::new();
-    if file.is_none() && dir.is_none() {
-        parts.push("TLS trusts the operating system's store".to_string());
-    } else {
-        let mut trusts = Vec::new();
-        if let Some(f) = file {
-            match std::fs::read_to_string(f) {
-                Ok(text) => {
-                    let n = text.matches("-----BEGIN CERTIFICATE-----").count();
-                    let plural = if n == 1 { "" } else { "s" };
-                    trusts.push(format!("SSL_CERT_FILE={f} ({n} certificate{plural})"))
-                }
-                Err(e) => {
-                    trusts.push(format!("SSL_CERT_FILE={f}"));
-                    missing.push(format!("SSL_CERT_FILE={f} cannot be read: {e}"));
-                }
-            }
-        }
-        if let Some(d) = dir {
-            let files: usize = d
-                .split(':')
-                .filter_map(|d| std::fs::read_dir(d).ok())
-                .map(|rd| rd.count())
-                .sum();
-            trusts.push(format!("SSL_CERT_DIR={d} ({files} files)"));
-        }
-        parts.push(format!("TLS trusts exactly {}", trusts.join(" and ")));
-    }
-    let proxies: Vec<String> = acr_proto::env::PROXY_VARS
-        .iter()
-        .filter_map(|k| env.get(k).map(|v| format!("{k}={}", mask_userinfo(v))))
-        .collect();
-    if proxies.is_empty() {
-        parts.push("no proxy".into());
-    } else {
-        parts.push(proxies.join(", "));
-    }
-    match build(env) {
-        Ok(clients) => {
-            if missing.is_empty() {
-                r.ok(CHECK, &parts.join("; "));
-            } else {
-                r.warn(
-                    CHECK,
-                    &format!("{}; {}", parts.join("; "), missing.join("; ")),
-                    Some("fix or unset the variable"),
-                );
-            }
-            Some(clients)
-        }
-        Err(e) => {
-            r.fail(CHECK, &format!("{}; {e}", parts.join("; ")), None);
-            None
-        }
-    }
-}
-
-/// `scheme://user:pass@host` → `scheme://***@host`: proxy URLs may carry credentials.
-fn mask_userinfo(url: &str) -> String {
-    let (scheme, rest) = match url.find("://") {
-        Some(i) => (&url[..i + 3], &url[i + 3..]),
-        None => ("", url),
-    };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..end].rfind('@') {
-        Some(at) => format!("{scheme}***{}", &rest[at..]),
-        None => url.to_string(),
-    }
 }
 
 /// Any HTTP answer from the authority's instance discovery counts as reachable.
@@ -255,50 +181,6 @@ async fn clock(r: &mut Report, clients: &Clients, host: &RegistryHost) {
     }
 }
 
-/// The running agent's cached tokens for the registry.
-fn cached(r: &mut Report, host: &RegistryHost, status: Option<&AgentStatus>) {
-    const CHECK: &str = "cached token";
-    let Some(status) = status else {
-        r.ok(CHECK, "no agent is running, so nothing is cached");
-        return;
-    };
-    let name = host.to_string();
-    let entries: Vec<_> = status
-        .entries
-        .iter()
-        .filter(|e| e.registry == name)
-        .collect();
-    if entries.is_empty() {
-        r.ok(
-            CHECK,
-            &format!("the agent holds no token for {name} yet; the next get acquires one"),
-        );
-        return;
-    }
-    let now = acr_proto::time::now_unix();
-    for e in entries {
-        let expiry = match e.expires_at {
-            Some(t) if t > now => format!("expires in {}", human(t - now)),
-            Some(t) => format!("expired {} ago", human(now - t)),
-            None => "none cached".into(),
-        };
-        let next = e
-            .next_refresh_at
-            .map(|t| format!(", next refresh in {}", human(t.saturating_sub(now))))
-            .unwrap_or_default();
-        let finding = format!("{name} as {}: {expiry}{next}", e.identity);
-        match &e.last_error {
-            Some(err) => r.warn(
-                CHECK,
-                &format!("{finding}; last renewal failed: {err}"),
-                None,
-            ),
-            None if e.expires_at.is_some_and(|t| t <= now) => r.warn(CHECK, &finding, None),
-            None => r.ok(CHECK, &finding),
-        }
-    }
-}
-
 /// One full acquisition, reported by the token's lifetime (never the token).
 async fn acquire(r: &mut Report, engine: &Engine, plan: &Plan) {
     const CHECK: &str = "acquire";
@@ -323,20 +205,5 @@ async fn acquire(r: &mut Report, engine: &Engine, plan: &Plan) {
             ),
             Some("check network access to Entra ID and the registry"),
         ),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn proxy_credentials_are_masked() {
-        assert_eq!(
-            mask_userinfo("http://user:pa55@proxy.corp:3128/"),
-            "http://***@proxy.corp:3128/"
-        );
-        assert_eq!(mask_userinfo("proxy.corp:3128"), "proxy.corp:3128");
-        assert_eq!(mask_userinfo("http://p:1/x@y"), "http://p:1/x@y");
     }
 }
