@@ -7,9 +7,13 @@
 //! shown; proxy credentials are masked; a token acquired with `--acquire` is reported by its
 //! lifetime only). Network probes run only when a registry is named, each bounded to a few
 //! seconds, on a current-thread runtime built for them alone.
+//!
+//! Layout: [`checks`] turn local facts (config, files, the planner's choice, the agent's status
+//! answer) into findings; [`net`] holds the I/O with other parties (the agent's socket, the Entra
+//! authority, the registry); [`render`] formats and prints each finding.
 
 mod checks;
-mod probe;
+mod net;
 mod render;
 
 use acr_proto::host::RegistryHost;
@@ -121,7 +125,7 @@ pub fn run(opts: Options) -> u8 {
         .as_ref()
         .map(|p| p.authority.clone())
         .unwrap_or_else(|| acr_token::plan::authority_for(&host, &env, &config));
-    let probe = probe::Probe {
+    let probe = net::Probe {
         host: &host,
         authority: &authority,
         env: &env,
@@ -129,7 +133,7 @@ pub fn run(opts: Options) -> u8 {
         engine: &engine,
         acquire: opts.acquire,
     };
-    probe::run(&mut r, &probe, status.as_ref());
+    net::run(&mut r, &probe, status.as_ref());
     u8::from(r.failed)
 }
 

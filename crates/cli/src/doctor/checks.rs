@@ -1,6 +1,6 @@
 //! The checks: each turns what it reads (config, files, the agent's status answer, the planner's
 //! choice) into findings on the [`Report`](super::render::Report). Network I/O lives in
-//! [`super::probe`], line formatting in [`super::render`].
+//! [`super::net`], line formatting in [`super::render`].
 
 pub(in crate::doctor) mod agent;
 pub(in crate::doctor) mod cached;

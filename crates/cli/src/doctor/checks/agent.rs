@@ -22,7 +22,7 @@ pub(in crate::doctor) fn check(r: &mut Report) -> Option<AgentStatus> {
         return None;
     };
     let off = crate::docker::agent_disabled();
-    match crate::doctor::probe::agent_status(&socket) {
+    match crate::doctor::net::agent_status(&socket) {
         Ok(Response::Status {
             pid,
             version,
