@@ -456,7 +456,7 @@ fn authority_of(resolved: Option<&acr_proto::config::Resolved>, env: &IdentityEn
 }
 
 /// The Entra authority a registry's plans use, also when no plan can be made (so `doctor` can
-/// still probe it): [`authority_of`] its resolved settings.
+/// still probe it): the one authority rule applied to its resolved settings.
 pub fn authority_for(registry: &RegistryHost, env: &IdentityEnv, config: &Config) -> String {
     authority_of(config.resolve(registry).as_ref(), env)
 }
