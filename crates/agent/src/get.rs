@@ -228,15 +228,8 @@ fn error(message: String) -> Response {
     }
 }
 
-/// Collapses a message to one line (the helper prints it verbatim).
+/// One line of a message for the wire (the helper prints it verbatim): the one sanitiser,
+/// [`acr_proto::text::printable`].
 pub(crate) fn one_line(message: String) -> String {
-    if message.contains(['\n', '\r']) {
-        message
-            .split(['\n', '\r'])
-            .filter(|s| !s.is_empty())
-            .collect::<Vec<_>>()
-            .join(" ")
-    } else {
-        message
-    }
+    acr_proto::text::printable(&message, usize::MAX)
 }

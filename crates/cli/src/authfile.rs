@@ -58,7 +58,7 @@ pub fn expiry_line(c: &Fresh) -> String {
             "{}: credential expires at {} (in {})",
             c.host,
             acr_proto::time::rfc3339_utc(exp),
-            crate::warm::human(c.left())
+            acr_proto::time::human(c.left())
         ),
         None => format!(
             "{}: static login stored by docker login (no expiry)",

@@ -79,7 +79,7 @@ fn ensure_dir(dir: &Path) -> std::io::Result<()> {
         missing.push(d.to_path_buf());
         cur = d.parent();
     }
-    crate::configure::private_dir(dir)?;
+    acr_proto::private_file::create_dir(dir)?;
     #[cfg(unix)]
     if let Some(ancestor) = cur.filter(|d| !d.as_os_str().is_empty()) {
         use std::os::unix::fs::MetadataExt;
@@ -103,21 +103,13 @@ struct Lock {
 /// other writer is done.
 #[cfg(unix)]
 fn lock(target: &Path) -> Result<Lock, String> {
-    use std::os::unix::fs::OpenOptionsExt;
     use std::os::unix::io::AsRawFd;
     let name = target
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "config".into());
     let path = target.with_file_name(format!(".{name}.lock"));
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(&path)
+    let file = acr_proto::private_file::open(&path, acr_proto::private_file::Access::Lock)
         .map_err(|e| format!("cannot open the lock {}: {e}", path.display()))?;
     if let Some(dir) = path.parent() {
         copy_owner_from_dir(&file, dir);

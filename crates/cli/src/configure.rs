@@ -170,22 +170,6 @@ fn wire(file: &Path, hosts: &[RegistryHost], dry_run: bool) -> Result<String, St
     ))
 }
 
-/// Creates a directory (and parents) readable by the owner only.
-pub(crate) fn private_dir(dir: &Path) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-    }
-    #[cfg(not(unix))]
-    {
-        std::fs::create_dir_all(dir)
-    }
-}
-
 /// Settings that would make a client use something other than the helper for these hosts.
 pub fn shadow_warnings(hosts: &[RegistryHost]) -> Vec<String> {
     let mut out = Vec::new();

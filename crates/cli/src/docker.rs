@@ -4,9 +4,10 @@
 //! (starting it if needed), print one JSON object. Errors are one line on stdout with exit 1;
 //! hosts we do not serve get Docker's exact not-found text so clients fall back.
 
+use crate::agent_call::{call_agent, time_left};
 use crate::client::{self, ClientError};
+use crate::inproc;
 use crate::output::{stderr_line, stdout_line};
-use crate::{inproc, spawn};
 use acr_proto::config::{Config, CredentialForm, CONFIG_ENV};
 use acr_proto::docker::{Credentials, IDENTITY_TOKEN_USERNAME, NOT_FOUND, NULL_GUID};
 use acr_proto::env::IdentityEnv;
@@ -257,41 +258,6 @@ fn via_agent(
     )
 }
 
-/// Sends one request to the agent, replacing one that speaks another protocol version and, when
-/// `start`, starting it if none runs (`Err` when none runs and `start` is false). Each wait ends
-/// by `deadline`.
-pub fn call_agent(
-    request: impl Fn() -> Request,
-    start: bool,
-    deadline: Instant,
-) -> Result<Response, String> {
-    let socket = acr_proto::paths::socket_path()
-        .ok_or("no home directory, so no private place for the agent's socket")?;
-    match client::call(&socket, request(), time_left(deadline)) {
-        Ok(r) => return Ok(r),
-        Err(ClientError::Failed(e)) => return Err(e),
-        // Never started in a directory someone else controls; the warning is printed.
-        Err(ClientError::Untrusted(reason)) => return Err(reason),
-        Err(ClientError::Mismatch) => {
-            tracing::info!("replacing an agent that speaks another protocol version");
-            client::stop(&socket, Duration::from_secs(3));
-        }
-        Err(ClientError::NotRunning) => {}
-    }
-    if !start {
-        return Err("the agent is not running".into());
-    }
-    spawn::spawn_agent(&socket)?;
-    client::call(&socket, request(), time_left(deadline)).map_err(|e| format!("{e:?}"))
-}
-
-/// What is left of a command's budget (at least a millisecond, so a wait never means "forever").
-fn time_left(deadline: Instant) -> Duration {
-    deadline
-        .saturating_duration_since(Instant::now())
-        .max(Duration::from_millis(1))
-}
-
 /// `store`: after `docker login`. A static login (admin user, repository-scoped token) for a
 /// registry we serve goes to the OS keyring, and so does the null-GUID/`<token>` form when its
 /// secret is a live JWT (the daemon traded the login for the registry's refresh token); other
@@ -333,7 +299,7 @@ pub fn store() -> u8 {
         Ok(Target::NotOurs) => fail(&format!(
             "{} keeps no credentials for {}: configure it per registry under credHelpers rather than as credsStore",
             crate::NAME,
-            creds.server_url.trim().chars().take(100).collect::<String>()
+            acr_proto::text::printable(creds.server_url.trim(), 100)
         )),
         Err(e) => fail(&e),
     }

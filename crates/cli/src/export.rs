@@ -84,7 +84,7 @@ pub fn run(opts: Options) -> u8 {
 /// `Ok` when `raw` is a registry we serve; the error says why not. No I/O.
 pub fn recognised(raw: &str, config: &Config) -> Result<(), String> {
     let host = acr_proto::host::RegistryHost::parse(raw)
-        .map_err(|e| format!("{}: {e}", crate::output::clean(raw)))?;
+        .map_err(|e| format!("{}: {e}", acr_proto::text::printable(raw, usize::MAX)))?;
     if config.recognises(&host) {
         Ok(())
     } else {
@@ -106,7 +106,7 @@ fn k8s_name(flag: &str, v: String) -> Result<String, String> {
     } else {
         Err(format!(
             "export: {flag} {} is not a Kubernetes name (lower-case letters, digits, '-' and '.')",
-            crate::args::printable(&v)
+            acr_proto::text::printable(&v, 64)
         ))
     }
 }
@@ -126,7 +126,7 @@ pub fn parse_args(rest: &[&str]) -> Result<Options, String> {
                     other => {
                         return Err(format!(
                             "export: --format {} is not docker-config or k8s-secret",
-                            crate::args::printable(other)
+                            acr_proto::text::printable(other, 64)
                         ))
                     }
                 }

@@ -12,7 +12,12 @@ use std::time::Instant;
 /// The process's engine.
 pub fn engine() -> &'static Engine {
     static ENGINE: OnceLock<Engine> = OnceLock::new();
-    ENGINE.get_or_init(|| with_signins(Engine::new(Arc::new(SystemClock))))
+    ENGINE.get_or_init(|| {
+        with_signins(Engine::new(
+            Arc::new(SystemClock),
+            acr_token::Machine::probe(),
+        ))
+    })
 }
 
 /// The engine serving people signed in with `login` too (when there is a config directory).

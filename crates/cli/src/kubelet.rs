@@ -19,7 +19,7 @@ use acr_token::TokenError;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// API versions kubelet may speak; we answer with the request's.
 pub const API_VERSIONS: &[&str] = &[
@@ -100,19 +100,19 @@ pub fn parse_request(input: &[u8]) -> Result<ProviderRequest, String> {
     let req: ProviderRequest = serde_json::from_slice(input).map_err(|e| {
         format!(
             "malformed CredentialProviderRequest: {}",
-            e.to_string().replace('\n', " ")
+            acr_proto::text::printable(&e.to_string(), usize::MAX)
         )
     })?;
     if !API_VERSIONS.contains(&req.api_version.as_str()) {
         return Err(format!(
             "unsupported apiVersion {:?}; expected credentialprovider.kubelet.k8s.io/v1",
-            req.api_version.chars().take(80).collect::<String>()
+            acr_proto::text::printable(&req.api_version, 80)
         ));
     }
     if req.kind != "CredentialProviderRequest" {
         return Err(format!(
             "unexpected kind {:?}; expected CredentialProviderRequest",
-            req.kind.chars().take(80).collect::<String>()
+            acr_proto::text::printable(&req.kind, 80)
         ));
     }
     if req.image.trim().is_empty() {
@@ -151,10 +151,7 @@ fn answer(req: &ProviderRequest, config: &Config) -> Result<ProviderResponse, St
         return Ok(empty(req));
     }
     let (username, secret, expires_at) = obtain(req, &target, config)?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let now = acr_proto::time::now_unix();
     let mut auth = BTreeMap::new();
     for key in std::iter::once(target.to_string()).chain(mirror.map(|_| image_host.to_string())) {
         auth.insert(

@@ -5,6 +5,7 @@
 //! the outcome to an exit code and one line on the channel the caller expects (stdout for the
 //! Docker protocol, stderr for everything else).
 
+mod agent_call;
 mod agent_cmd;
 mod args;
 mod authfile;
@@ -57,7 +58,10 @@ pub fn run_code() -> u8 {
 fn dispatch(cmd: args::Command) -> u8 {
     use args::Command::*;
     match cmd {
-        Help => output::help(),
+        Help => {
+            output::stdout_line(args::USAGE);
+            0
+        }
         Version => output::version(),
         Get => docker::get(),
         Store => docker::store(),

@@ -157,7 +157,7 @@ fn agent_get(host: &str) -> Option<Secret> {
     let request = || Request::GetLogin {
         registry: host.to_string(),
     };
-    match crate::docker::call_agent(request, false, agent_deadline()) {
+    match crate::agent_call::call_agent(request, false, agent_deadline()) {
         Ok(Response::Login { secret, .. }) => Some(secret),
         _ => None,
     }
@@ -270,7 +270,7 @@ pub fn save(host: &str, username: &str, secret: &Secret) -> Result<LoginStore, S
                 username: username.to_string(),
                 secret: secret.clone(),
             };
-            match crate::docker::call_agent(request, true, agent_deadline()) {
+            match crate::agent_call::call_agent(request, true, agent_deadline()) {
                 Ok(Response::Ok) => LoginStore::AgentMemory,
                 Ok(Response::Error { message }) => return Err(message),
                 Ok(_) | Err(_) => {
@@ -295,7 +295,7 @@ pub fn remove(host: &str) -> bool {
             let _ = e.delete_credential();
         }
     }
-    let _ = crate::docker::call_agent(
+    let _ = crate::agent_call::call_agent(
         || Request::EraseLogin {
             registry: host.to_string(),
         },

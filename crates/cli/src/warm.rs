@@ -10,7 +10,6 @@ use crate::output::{stderr_line, stdout_line};
 use acr_proto::config::Config;
 use acr_proto::host::RegistryHost;
 use acr_proto::Secret;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Runs `warm`; exit 1 if any registry failed.
 pub fn run(min_ttl: Option<u64>, registries: &[String]) -> u8 {
@@ -25,7 +24,11 @@ pub fn run(min_ttl: Option<u64>, registries: &[String]) -> u8 {
     for raw in registries {
         match acquire(raw, min_ttl, &config) {
             Ok(fresh) => stdout_line(&match fresh.expires_at {
-                Some(_) => format!("{}: token valid for {}", fresh.host, human(fresh.left())),
+                Some(_) => format!(
+                    "{}: token valid for {}",
+                    fresh.host,
+                    acr_proto::time::human(fresh.left())
+                ),
                 None => format!(
                     "{}: static login (stored by docker login; no expiry)",
                     fresh.host
@@ -56,16 +59,8 @@ impl Fresh {
     /// Seconds of life left now (`u64::MAX` for a static login).
     pub fn left(&self) -> u64 {
         self.expires_at
-            .map_or(u64::MAX, |e| e.saturating_sub(now()))
+            .map_or(u64::MAX, |e| e.saturating_sub(acr_proto::time::now_unix()))
     }
-}
-
-/// Unix seconds now.
-pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// Recognises `raw` without I/O (a host we do not serve is an error, with no traffic), then gets
@@ -79,8 +74,8 @@ pub fn acquire(raw: &str, min_ttl: Option<u64>, config: &Config) -> Result<Fresh
             return Err(format!(
                 "{}: its token has only {} left but --min-ttl asks for {}; the registry's tokens live only so long, so split the job or lower --min-ttl",
                 fresh.host,
-                human(left),
-                human(want)
+                acr_proto::time::human(left),
+                acr_proto::time::human(want)
             ));
         }
     }
@@ -90,8 +85,8 @@ pub fn acquire(raw: &str, min_ttl: Option<u64>, config: &Config) -> Result<Fresh
 /// As [`acquire`], asking for `min_ttl`
 /// without failing when the registry's tokens are shorter-lived: `sync` renews them instead.
 pub fn fetch(raw: &str, min_ttl: Option<u64>, config: &Config) -> Result<Fresh, String> {
-    let host =
-        RegistryHost::parse(raw).map_err(|e| format!("{}: {e}", crate::output::clean(raw)))?;
+    let host = RegistryHost::parse(raw)
+        .map_err(|e| format!("{}: {e}", acr_proto::text::printable(raw, usize::MAX)))?;
     if !config.recognises(&host) {
         return Err(format!("{host}: not an Azure Container Registry login server (add it to the config with [[registry]] match = \"{host}\" if it is one)"));
     }
@@ -125,13 +120,4 @@ pub fn fetch(raw: &str, min_ttl: Option<u64>, config: &Config) -> Result<Fresh, 
         secret,
         expires_at,
     })
-}
-
-/// `2h05m`, `40s`.
-pub fn human(secs: u64) -> String {
-    match secs {
-        s if s >= 3600 => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
-        s if s >= 60 => format!("{}m{:02}s", s / 60, s % 60),
-        s => format!("{s}s"),
-    }
 }

@@ -103,14 +103,7 @@ pub fn replace_atomically(
 /// was, in a directory created 0700 (with its parents) when missing.
 pub fn replace_private(target: &Path, bytes: &[u8]) -> std::io::Result<()> {
     if let Some(dir) = target.parent().filter(|d| !d.as_os_str().is_empty()) {
-        let mut builder = std::fs::DirBuilder::new();
-        builder.recursive(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::DirBuilderExt;
-            builder.mode(0o700);
-        }
-        builder.create(dir)?;
+        acr_proto::private_file::create_dir(dir)?;
     }
     replace_atomically(target, bytes, |file| {
         #[cfg(unix)]

@@ -177,7 +177,7 @@ pub async fn start(
     ours.set_nonblocking(true).unwrap();
     let mut ours = tokio::net::UnixStream::from_std(ours).unwrap();
     let (tx, rx) = oneshot::channel::<()>();
-    let engine = Arc::new(Engine::new(clock.clone()));
+    let engine = Arc::new(Engine::new(clock.clone(), acr_token::Machine::default()));
     let socket = options.socket_path.clone();
     let task = tokio::spawn(serve(
         options,

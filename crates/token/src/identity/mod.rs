@@ -224,7 +224,7 @@ fn http_failure(err: &azure_core::Error) -> (Option<u16>, Option<std::time::Dura
                         let value = r
                             .headers()
                             .get_optional_str(&azure_core::http::headers::RETRY_AFTER)?;
-                        crate::http::parse_retry_after(value)
+                        crate::retry::parse_retry_after(value, acr_proto::time::now_unix())
                     });
                     return (Some(u16::from(*status)), retry_after, connection);
                 }
@@ -239,7 +239,7 @@ fn http_failure(err: &azure_core::Error) -> (Option<u16>, Option<std::time::Dura
 
 pub(crate) fn first_sentence(text: &str) -> String {
     let line = text.lines().next().unwrap_or("").trim();
-    let cut: String = line.chars().take(300).collect();
+    let cut = acr_proto::text::printable(line, 300);
     cut.trim_end_matches('.').to_string()
 }
 
