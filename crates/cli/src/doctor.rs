@@ -33,28 +33,6 @@ pub struct Options {
     pub acquire: bool,
 }
 
-/// Parses the words after `doctor`.
-pub fn parse_args(rest: &[&str]) -> Result<Options, String> {
-    let mut o = Options::default();
-    for a in rest {
-        match *a {
-            "--acquire" => o.acquire = true,
-            flag if flag.starts_with('-') => {
-                return Err(format!(
-                    "doctor: unknown option {}; usage: docker-credential-acr doctor [--acquire] [REGISTRY]",
-                    printable(flag)
-                ))
-            }
-            r if o.registry.is_none() => o.registry = Some(r.to_string()),
-            _ => return Err("doctor: name at most one registry".into()),
-        }
-    }
-    if o.acquire && o.registry.is_none() {
-        return Err("doctor: --acquire needs a REGISTRY, e.g. docker-credential-acr doctor --acquire myreg.azurecr.io".into());
-    }
-    Ok(o)
-}
-
 /// How a finding counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Level {
@@ -560,25 +538,6 @@ fn printable_line(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn p(a: &[&str]) -> Result<Options, String> {
-        parse_args(a)
-    }
-
-    #[test]
-    fn arguments() {
-        assert_eq!(p(&[]), Ok(Options::default()));
-        assert_eq!(
-            p(&["--acquire", "r.azurecr.io"]),
-            Ok(Options {
-                registry: Some("r.azurecr.io".into()),
-                acquire: true
-            })
-        );
-        assert!(p(&["--acquire"]).is_err());
-        assert!(p(&["a", "b"]).is_err());
-        assert!(p(&["--frob"]).unwrap_err().contains("--frob"));
-    }
 
     #[test]
     fn selecting_variables_are_named_only_when_set() {
