@@ -120,9 +120,10 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
         ["erase"] => return Ok(Command::Erase),
         ["list"] => return Ok(Command::List),
         ["version"] | ["--version"] | ["-v"] => return Ok(Command::Version),
-        ["--help"] | ["-h"] | ["help"] => {
-            return Ok(Command::Help(Cli::command().render_help().to_string()))
+        ["--help"] | ["help"] => {
+            return Ok(Command::Help(Cli::command().render_long_help().to_string()))
         }
+        ["-h"] => return Ok(Command::Help(Cli::command().render_help().to_string())),
         // A known verb with the wrong number of arguments: docker's helpers answer with usage.
         [] => return Err(UsageError::Usage),
         [verb, ..] if DOCKER_VERBS.contains(verb) || verb.starts_with('-') => {
@@ -805,6 +806,13 @@ mod tests {
         assert!(duration("5").is_err());
         assert!(duration("h").is_err());
         assert!(duration("").is_err());
+        // What `warm` and `doctor` print (2h05m) reads back as a duration, to the minute.
+        for secs in [40, 125, 7500, 10800, 90000] {
+            let printed = crate::warm::human(secs);
+            let read = duration(&printed).unwrap().as_secs();
+            let unit = if secs >= 3600 { 60 } else { 1 };
+            assert_eq!(read, secs / unit * unit, "{printed}");
+        }
     }
 
     #[test]

@@ -207,7 +207,7 @@ impl Config {
             let key = text[line_start..]
                 .split_once('=')
                 .map(|(k, _)| k.trim())
-                .filter(|k| !k.is_empty() && !k.contains('\n') && !msg.contains(*k));
+                .filter(|k| !k.is_empty() && !k.contains(char::is_control) && !msg.contains(*k));
             match key {
                 Some(k) => format!(
                     "line {n}: `{}`: {msg}",
