@@ -321,7 +321,7 @@ pub fn options(mut a: crate::args::SyncArgs) -> Result<Options, ArgsError> {
         file: a.file.take(),
         min_ttl: a.min_ttl.map(|d| d.as_secs()),
         registries: std::mem::take(&mut a.registries),
-        k8s: K8sOptions::default(),
+        ..Options::default()
     };
     k8s_options(&mut o.k8s, a)?;
     match (o.file.is_some(), o.wants_k8s()) {
