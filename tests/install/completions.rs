@@ -69,6 +69,11 @@ fn completions_and_man_page_install_under_the_prefix_and_work() {
 
     // bash: the spec registers, and completes commands, nested commands, flags and values.
     assert_eq!(bash_complete(&bash, &["wa"]), ["warm"]);
+    assert_eq!(
+        bash_complete(&bash, &["co"]),
+        ["configure"],
+        "hidden commands stay hidden"
+    );
     assert_eq!(bash_complete(&bash, &["agent", "st"]), ["status", "stop"]);
     assert_eq!(bash_complete(&bash, &["sync", "--k8s"]), ["--k8s-secret"]);
     assert_eq!(

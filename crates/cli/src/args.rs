@@ -502,8 +502,14 @@ pub fn completions(
     shell: clap_complete::Shell,
     out: &mut dyn std::io::Write,
 ) -> std::io::Result<()> {
+    // Completions offer what `--help` shows: the hidden generator commands are left out (bash's
+    // generator would offer them).
+    let full = Cli::command();
+    let mut cmd = clap::Command::new(crate::NAME)
+        .disable_help_subcommand(true)
+        .subcommands(full.get_subcommands().filter(|c| !c.is_hide_set()).cloned());
     let mut script = Vec::new();
-    clap_complete::generate(shell, &mut Cli::command(), crate::NAME, &mut script);
+    clap_complete::generate(shell, &mut cmd, crate::NAME, &mut script);
     if shell == clap_complete::Shell::Bash {
         // clap_complete 4.6's bash script names the program's state two ways when the program
         // name holds '-' (`docker__credential__acr` where it is set, `docker__subcmd__...` in
