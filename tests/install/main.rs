@@ -5,6 +5,7 @@
 //! fake host roots, and every Kubernetes manifest validated against the OpenAPI schemas
 //! (kubernetes-validate). Missing tools fail the suite.
 
+mod completions;
 mod kubelet;
 mod manifests;
 mod node;

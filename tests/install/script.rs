@@ -8,12 +8,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// A temp HOME with XDG config and docker config dirs.
-struct Sandbox {
-    dir: tempfile::TempDir,
+pub(crate) struct Sandbox {
+    pub(crate) dir: tempfile::TempDir,
 }
 
 impl Sandbox {
-    fn new() -> Sandbox {
+    pub(crate) fn new() -> Sandbox {
         let dir = tempfile::tempdir().unwrap();
         for sub in ["home", "config", "docker", "tmp"] {
             std::fs::create_dir_all(dir.path().join(sub)).unwrap();
@@ -21,12 +21,12 @@ impl Sandbox {
         Sandbox { dir }
     }
 
-    fn path(&self, rel: &str) -> PathBuf {
+    pub(crate) fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }
 
     /// `sh install.sh ARGS` with a clean environment rooted in the sandbox.
-    fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+    pub(crate) fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let sh = require("/bin/sh", "dash");
         let mut cmd = Command::new(sh);
         self.script(&mut cmd, args, env)
@@ -58,7 +58,7 @@ impl Sandbox {
     }
 }
 
-fn ok(out: &Output) -> String {
+pub(crate) fn ok(out: &Output) -> String {
     assert!(
         out.status.success(),
         "install.sh failed ({}):\n{}{}",

@@ -31,28 +31,6 @@ pub struct Options {
     pub acquire: bool,
 }
 
-/// Parses the words after `doctor`.
-pub fn parse_args(rest: &[&str]) -> Result<Options, String> {
-    let mut o = Options::default();
-    for a in rest {
-        match *a {
-            "--acquire" => o.acquire = true,
-            flag if flag.starts_with('-') => {
-                return Err(format!(
-                    "doctor: unknown option {}; usage: docker-credential-acr doctor [--acquire] [REGISTRY]",
-                    acr_proto::text::printable(flag, 200)
-                ))
-            }
-            r if o.registry.is_none() => o.registry = Some(r.to_string()),
-            _ => return Err("doctor: name at most one registry".into()),
-        }
-    }
-    if o.acquire && o.registry.is_none() {
-        return Err("doctor: --acquire needs a REGISTRY, e.g. docker-credential-acr doctor --acquire myreg.azurecr.io".into());
-    }
-    Ok(o)
-}
-
 /// The host whose plan stands for "any ACR registry" when none is named or wired.
 pub(in crate::doctor) const STAND_IN: &str = "example.azurecr.io";
 
@@ -135,28 +113,4 @@ pub fn run(opts: Options) -> u8 {
     };
     net::run(&mut r, &probe, status.as_ref());
     u8::from(r.failed)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn p(a: &[&str]) -> Result<Options, String> {
-        parse_args(a)
-    }
-
-    #[test]
-    fn arguments() {
-        assert_eq!(p(&[]), Ok(Options::default()));
-        assert_eq!(
-            p(&["--acquire", "r.azurecr.io"]),
-            Ok(Options {
-                registry: Some("r.azurecr.io".into()),
-                acquire: true
-            })
-        );
-        assert!(p(&["--acquire"]).is_err());
-        assert!(p(&["a", "b"]).is_err());
-        assert!(p(&["--frob"]).unwrap_err().contains("--frob"));
-    }
 }

@@ -9,7 +9,7 @@ use crate::warm;
 use acr_proto::config::Config;
 
 /// Output document of `export`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Format {
     /// `{"auths":{...}}` (Helm `--registry-config`, kaniko, `DOCKER_AUTH_CONFIG`, regctl).
     #[default]
@@ -90,59 +90,4 @@ pub fn recognised(raw: &str, config: &Config) -> Result<(), String> {
     } else {
         Err(format!("{host}: not an Azure Container Registry login server (add it to the config with [[registry]] match = \"{host}\" if it is one)"))
     }
-}
-
-/// A Kubernetes object name (RFC 1123 subdomain: lower-case letters, digits, `-` and `.`, at
-/// most 253 bytes, starting and ending alphanumeric), or a one-line error.
-fn k8s_name(flag: &str, v: String) -> Result<String, String> {
-    let ok = !v.is_empty()
-        && v.len() <= 253
-        && v.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-        && v.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && v.ends_with(|c: char| c.is_ascii_alphanumeric());
-    if ok {
-        Ok(v)
-    } else {
-        Err(format!(
-            "export: {flag} {} is not a Kubernetes name (lower-case letters, digits, '-' and '.')",
-            acr_proto::text::printable(&v, 64)
-        ))
-    }
-}
-
-/// Parses `export`'s arguments (after the verb).
-pub fn parse_args(rest: &[&str]) -> Result<Options, String> {
-    use crate::args::Arg;
-    let mut o = Options::default();
-    let mut args = crate::args::Flags::new("export", rest);
-    while let Some(arg) = args.next_arg() {
-        match arg {
-            Arg::Flag(flag @ "--min-ttl") => o.min_ttl = Some(args.min_ttl(flag)?),
-            Arg::Flag(flag @ "--format") => {
-                o.format = match args.value(flag, "docker-config or k8s-secret")?.as_str() {
-                    "docker-config" => Format::DockerConfig,
-                    "k8s-secret" => Format::K8sSecret,
-                    other => {
-                        return Err(format!(
-                            "export: --format {} is not docker-config or k8s-secret",
-                            acr_proto::text::printable(other, 64)
-                        ))
-                    }
-                }
-            }
-            Arg::Flag(flag @ "--namespace") => {
-                o.namespace = Some(k8s_name(flag, args.value(flag, "a namespace")?)?)
-            }
-            Arg::Flag(flag @ "--name") => {
-                o.name = Some(k8s_name(flag, args.value(flag, "a Secret name")?)?)
-            }
-            Arg::Flag(flag) => return Err(args.unknown(flag)),
-            Arg::Operand(registry) => o.registries.push(registry.to_string()),
-        }
-    }
-    if o.registries.is_empty() {
-        return Err("export: name at least one registry, e.g. docker-credential-acr export myreg.azurecr.io".into());
-    }
-    Ok(o)
 }

@@ -42,56 +42,21 @@ pub enum MergeError {
         /// What is wrong, in one line.
         message: String,
     },
-    /// Bad command line.
-    #[error(
-        "kubelet merge-config: {0}; usage: kubelet merge-config --into PATH --from FILE --out OUT"
-    )]
-    Usage(String),
 }
 
-/// Parsed `merge-config` options.
-#[derive(Debug, PartialEq, Eq)]
+/// Parsed `merge-config` options (clap: `--into PATH --from FILE --out OUT`, each also as
+/// `--opt=value`).
+#[derive(Debug, PartialEq, Eq, clap::Args)]
 pub struct MergeOpts {
-    /// The node's config (may not exist yet).
+    /// The node's kubelet CredentialProviderConfig (may not exist yet).
+    #[arg(long, value_name = "PATH")]
     pub into: PathBuf,
     /// The config holding our provider(s).
+    #[arg(long, value_name = "FILE")]
     pub from: PathBuf,
-    /// Where the merged document goes.
+    /// Where the merged document goes (PATH's bytes unchanged when nothing changes).
+    #[arg(long, value_name = "OUT")]
     pub out: PathBuf,
-}
-
-/// Parses `--into PATH --from FILE --out OUT` (each also as `--opt=value`).
-pub fn parse_args(rest: &[&str]) -> Result<MergeOpts, String> {
-    let (mut into, mut from, mut out) = (None, None, None);
-    let mut it = rest.iter();
-    while let Some(a) = it.next() {
-        let a: &str = a;
-        let (key, inline) = match a.split_once('=') {
-            Some((k, v)) => (k, Some(v)),
-            None => (a, None),
-        };
-        let slot = match key {
-            "--into" => &mut into,
-            "--from" => &mut from,
-            "--out" => &mut out,
-            _ => return Err(MergeError::Usage(format!("unknown option {a:?}")).to_string()),
-        };
-        let value = match inline {
-            Some(v) => v,
-            None => it
-                .next()
-                .copied()
-                .ok_or_else(|| MergeError::Usage(format!("{key} needs a path")).to_string())?,
-        };
-        if value.is_empty() {
-            return Err(MergeError::Usage(format!("{key} needs a path")).to_string());
-        }
-        *slot = Some(PathBuf::from(value));
-    }
-    match (into, from, out) {
-        (Some(into), Some(from), Some(out)) => Ok(MergeOpts { into, from, out }),
-        _ => Err(MergeError::Usage("--into, --from and --out are required".into()).to_string()),
-    }
 }
 
 /// Runs the command: exit 0 after writing OUT, 1 with one line on stderr.
@@ -339,15 +304,5 @@ mod tests {
             assert!(message.contains(why), "{text:?}: {message}");
         }
         assert_eq!(merge(None, "kind: x", false).unwrap_err().0, Which::Ours);
-    }
-
-    #[test]
-    fn arguments() {
-        let o = parse_args(&["--into", "/a", "--from=/b", "--out", "/c"]).unwrap();
-        assert_eq!(o.into, PathBuf::from("/a"));
-        assert_eq!(o.from, PathBuf::from("/b"));
-        assert!(parse_args(&["--into", "/a"]).is_err());
-        assert!(parse_args(&["--into"]).is_err());
-        assert!(parse_args(&["--frob", "x"]).is_err());
     }
 }

@@ -49,7 +49,7 @@ pub fn run_code() -> u8 {
         Ok(cmd) => dispatch(cmd),
         Err(usage) => {
             // Docker's own helpers print usage errors on stdout with exit 1.
-            output::stdout_line(&usage);
+            output::stdout_line(&usage.to_string());
             1
         }
     }
@@ -58,10 +58,7 @@ pub fn run_code() -> u8 {
 fn dispatch(cmd: args::Command) -> u8 {
     use args::Command::*;
     match cmd {
-        Help => {
-            output::stdout_line(args::USAGE);
-            0
-        }
+        Help(text) => output::help(&text),
         Version => output::version(),
         Get => docker::get(),
         Store => docker::store(),
@@ -86,5 +83,7 @@ fn dispatch(cmd: args::Command) -> u8 {
         Sync(opts) => sync::run(opts),
         Login(opts) => signin::login(opts),
         Logout { tenant } => signin::logout(tenant),
+        Completions(shell) => output::completions(shell),
+        Man => output::man(),
     }
 }

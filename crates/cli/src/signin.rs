@@ -92,26 +92,6 @@ pub struct LoginOpts {
     pub registry: Option<String>,
 }
 
-/// Parses `login` arguments.
-pub fn parse_login(rest: &[&str]) -> Result<LoginOpts, String> {
-    let mut o = LoginOpts::default();
-    let mut it = rest.iter();
-    while let Some(a) = it.next() {
-        let slot = match *a {
-            "--tenant" => &mut o.tenant,
-            "--client-id" => &mut o.client_id,
-            "--registry" => &mut o.registry,
-            _ => return Err(crate::args::USAGE.to_string()),
-        };
-        let v = it
-            .next()
-            .filter(|v| !v.is_empty() && !v.starts_with('-'))
-            .ok_or_else(|| format!("login: {a} needs a value"))?;
-        *slot = Some(v.to_string());
-    }
-    Ok(o)
-}
-
 /// `login`: the device flow, then the refresh token into the keyring. Nothing on stdout.
 pub fn login(opts: LoginOpts) -> u8 {
     match login_inner(opts) {

@@ -282,110 +282,135 @@ fn next_check(creds: &[Fresh], min_ttl: u64) -> Duration {
     Duration::from_secs(secs.clamp(1, 600))
 }
 
-/// Parses `sync`'s arguments (after the verb).
-pub fn parse_args(rest: &[&str]) -> Result<Options, String> {
-    use crate::args::Arg;
-    let mut o = Options::default();
-    let mut args = crate::args::Flags::new("sync", rest);
-    while let Some(arg) = args.next_arg() {
-        match arg {
-            Arg::Flag(flag @ "--file") => o.file = Some(PathBuf::from(args.value(flag, "a path")?)),
-            Arg::Flag(
-                flag @ ("--k8s-secret"
-                | "--namespace-selector"
-                | "--secret-name"
-                | "--service-account"
-                | "--lease"),
-            ) => {
-                let v = args.value(flag, k8s_value(flag))?;
-                k8s_flag(&mut o.k8s, flag, v)?
-            }
-            Arg::Flag(flag @ "--min-ttl") => o.min_ttl = Some(args.min_ttl(flag)?),
-            Arg::Flag(flag) => return Err(args.unknown(flag)),
-            Arg::Operand(registry) => o.registries.push(registry.to_string()),
-        }
-    }
+/// Why `sync`'s flags do not name one target; each says what to do instead.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ArgsError {
+    /// Neither a file nor Kubernetes Secrets.
+    #[error("sync: --file PATH or --k8s-secret NAMESPACE/NAME is required, e.g. docker-credential-acr sync --file /shared/auth.json myreg.azurecr.io")]
+    NoTarget,
+    /// Both a file and Kubernetes Secrets.
+    #[error("sync: --file and Kubernetes Secrets are separate targets; run one sync for each")]
+    TwoTargets,
+    /// A selector without the Secret name, or the other way round.
+    #[cfg(feature = "k8s")]
+    #[error("sync: --namespace-selector SEL and --secret-name NAME go together, e.g. --namespace-selector acr-pull=true --secret-name acr-pull")]
+    SelectorWithoutName,
+    /// Kubernetes-only flags with `--file`.
+    #[cfg(feature = "k8s")]
+    #[error("sync: --service-account and --lease apply to Kubernetes Secrets, not --file")]
+    KubernetesOnly,
+    /// A malformed Kubernetes name.
+    #[cfg(feature = "k8s")]
+    #[error("sync: {flag}: {message}")]
+    BadName {
+        /// The flag.
+        flag: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// Kubernetes flags in a build without Kubernetes support.
+    #[cfg(not(feature = "k8s"))]
+    #[error("sync: {0}: this build has no Kubernetes support (acr-cli without its k8s feature)")]
+    NoKubernetes(&'static str),
+}
+
+/// Builds `sync`'s options from its command line (clap has checked each value's syntax): the
+/// rules between the flags, and Kubernetes names checked as Kubernetes would.
+pub fn options(mut a: crate::args::SyncArgs) -> Result<Options, ArgsError> {
+    let mut o = Options {
+        file: a.file.take(),
+        min_ttl: a.min_ttl.map(|d| d.as_secs()),
+        registries: std::mem::take(&mut a.registries),
+        ..Options::default()
+    };
+    k8s_options(&mut o.k8s, a)?;
     match (o.file.is_some(), o.wants_k8s()) {
-        (false, false) => return Err("sync: --file PATH or --k8s-secret NAMESPACE/NAME is required, e.g. docker-credential-acr sync --file /shared/auth.json myreg.azurecr.io".into()),
-        (true, true) => return Err("sync: --file and Kubernetes Secrets are separate targets; run one sync for each".into()),
+        (false, false) => return Err(ArgsError::NoTarget),
+        (true, true) => return Err(ArgsError::TwoTargets),
         _ => {}
     }
     k8s_check(&o)?;
-    if o.registries.is_empty() {
-        return Err("sync: name at least one registry, e.g. docker-credential-acr sync --file /shared/auth.json myreg.azurecr.io".into());
-    }
     Ok(o)
 }
 
-/// What a Kubernetes flag's value is, for the "needs" message.
-fn k8s_value(flag: &str) -> &'static str {
-    match flag {
-        "--k8s-secret" | "--lease" => "NAMESPACE/NAME",
-        "--namespace-selector" => "a label selector such as acr-pull=true",
-        "--secret-name" => "a Secret name",
-        _ => "a ServiceAccount name",
-    }
-}
-
-/// Records one Kubernetes flag, checking names as Kubernetes would.
+/// Records the Kubernetes flags, checking names as Kubernetes would.
 #[cfg(feature = "k8s")]
-fn k8s_flag(k: &mut K8sOptions, flag: &str, v: String) -> Result<(), String> {
+fn k8s_options(k: &mut K8sOptions, a: crate::args::SyncArgs) -> Result<(), ArgsError> {
     use acr_kube_sync::SecretRef;
-    // A bare name is checked as the NAME half of NAMESPACE/NAME.
-    let name = |v: &str| {
-        SecretRef::parse(&format!("x/{v}"))
-            .map(|_| ())
-            .map_err(|e| format!("sync: {flag}: {e}"))
+    let bad = |flag: &'static str| {
+        move |e: acr_kube_sync::Error| ArgsError::BadName {
+            flag,
+            message: e.to_string(),
+        }
     };
-    match flag {
-        "--k8s-secret" => k
-            .secrets
-            .push(SecretRef::parse(&v).map_err(|e| format!("sync: {e}"))?),
-        "--namespace-selector" => k.namespace_selector = Some(v),
-        "--secret-name" => {
-            name(&v)?;
-            k.selector_secret_name = Some(v);
-        }
-        "--service-account" => {
-            name(&v)?;
-            k.service_account = Some(v);
-        }
-        _ => {
-            k.lease = Some(SecretRef::parse(&v).map_err(|e| format!("sync: {flag}: {e}"))?);
-        }
+    // A bare name is checked as the NAME half of NAMESPACE/NAME.
+    let name = |flag: &'static str, v: Option<String>| match v {
+        Some(v) => SecretRef::parse(&format!("x/{v}"))
+            .map(|_| Some(v))
+            .map_err(bad(flag)),
+        None => Ok(None),
+    };
+    for raw in &a.k8s_secret {
+        k.secrets
+            .push(SecretRef::parse(raw).map_err(bad("--k8s-secret"))?);
     }
+    k.namespace_selector = a.namespace_selector;
+    k.selector_secret_name = name("--secret-name", a.secret_name)?;
+    k.service_account = name("--service-account", a.service_account)?;
+    k.lease = a
+        .lease
+        .map(|v| SecretRef::parse(&v).map_err(bad("--lease")))
+        .transpose()?;
     Ok(())
 }
 
 #[cfg(not(feature = "k8s"))]
-fn k8s_flag(_: &mut K8sOptions, flag: &str, _: String) -> Result<(), String> {
-    Err(format!(
-        "sync: {flag}: this build has no Kubernetes support (acr-cli without its k8s feature)"
-    ))
+fn k8s_options(_: &mut K8sOptions, a: crate::args::SyncArgs) -> Result<(), ArgsError> {
+    let named = [
+        ("--k8s-secret", !a.k8s_secret.is_empty()),
+        ("--namespace-selector", a.namespace_selector.is_some()),
+        ("--secret-name", a.secret_name.is_some()),
+        ("--service-account", a.service_account.is_some()),
+        ("--lease", a.lease.is_some()),
+    ];
+    match named.iter().find(|(_, given)| *given) {
+        Some((flag, _)) => Err(ArgsError::NoKubernetes(flag)),
+        None => Ok(()),
+    }
 }
 
 /// The Kubernetes flags that only make sense together.
 #[cfg(feature = "k8s")]
-fn k8s_check(o: &Options) -> Result<(), String> {
+fn k8s_check(o: &Options) -> Result<(), ArgsError> {
     if o.k8s.namespace_selector.is_some() != o.k8s.selector_secret_name.is_some() {
-        return Err("sync: --namespace-selector SEL and --secret-name NAME go together, e.g. --namespace-selector acr-pull=true --secret-name acr-pull".into());
+        return Err(ArgsError::SelectorWithoutName);
     }
     if o.file.is_some() && (o.k8s.service_account.is_some() || o.k8s.lease.is_some()) {
-        return Err(
-            "sync: --service-account and --lease apply to Kubernetes Secrets, not --file".into(),
-        );
+        return Err(ArgsError::KubernetesOnly);
     }
     Ok(())
 }
 
 #[cfg(not(feature = "k8s"))]
-fn k8s_check(_: &Options) -> Result<(), String> {
+fn k8s_check(_: &Options) -> Result<(), ArgsError> {
     Ok(())
 }
 
 #[cfg(all(test, feature = "k8s"))]
 mod tests {
     use super::*;
+
+    /// `sync`'s words through the whole command line parser.
+    fn parse_args(rest: &[&str]) -> Result<Options, crate::args::UsageError> {
+        let argv: Vec<String> = std::iter::once("sync")
+            .chain(rest.iter().copied())
+            .map(String::from)
+            .collect();
+        match crate::args::parse(&argv)? {
+            crate::args::Command::Sync(o) => Ok(o),
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn kubernetes_targets_parse_and_exclude_the_file() {

@@ -110,16 +110,20 @@ pub struct Settings {
     pub credential_form: Option<CredentialForm>,
 }
 
-/// `[agent]` section: refresh policy and lifecycle.
+/// `[agent]` section: refresh policy and lifecycle. Durations are humantime's syntax (`"90s"`,
+/// `"150m"`, `"1h30m"`, `"1d"`), parsed once when the file is read.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentSettings {
     /// Minimum remaining life of a token handed out (e.g. `"150m"`).
-    pub min_ttl: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    pub min_ttl: Option<Duration>,
     /// Stop refreshing a registry nobody asked for in this long (e.g. `"12h"`).
-    pub refresh_idle: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    pub refresh_idle: Option<Duration>,
     /// A per-user agent exits after this long without requests (e.g. `"8h"`).
-    pub exit_idle: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    pub exit_idle: Option<Duration>,
     /// Keep refresh tokens in the OS keyring across agent restarts (default true).
     pub persist: Option<bool>,
 }
@@ -210,13 +214,23 @@ impl Config {
     /// Parses TOML text; the error is one line with the line number and offending key.
     pub fn parse(text: &str) -> Result<Config, String> {
         let config: Config = toml::from_str(text).map_err(|e| {
-            let line = e
-                .span()
-                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
             let msg = crate::text::printable(e.message(), usize::MAX);
-            match line {
-                Some(n) => format!("line {n}: {msg}"),
-                None => msg,
+            let Some(start) = e.span().map(|s| s.start.min(text.len())) else {
+                return msg;
+            };
+            let n = text[..start].matches('\n').count() + 1;
+            // A bad value's message (e.g. a duration's) does not name its key: the line does.
+            let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+            let key = text[line_start..]
+                .split_once('=')
+                .map(|(k, _)| k.trim())
+                .filter(|k| !k.is_empty() && !k.contains(char::is_control) && !msg.contains(*k));
+            match key {
+                Some(k) => format!(
+                    "line {n}: `{}`: {msg}",
+                    k.chars().take(64).collect::<String>()
+                ),
+                None => format!("line {n}: {msg}"),
             }
         })?;
         config.validate()?;
@@ -244,15 +258,6 @@ impl Config {
                 if !a.starts_with("https://") {
                     return Err(format!("`authority_host = {a:?}` must start with https://"));
                 }
-            }
-        }
-        for (key, value) in [
-            ("agent.min_ttl", &self.agent.min_ttl),
-            ("agent.refresh_idle", &self.agent.refresh_idle),
-            ("agent.exit_idle", &self.agent.exit_idle),
-        ] {
-            if let Some(v) = value {
-                parse_duration(v).map_err(|e| format!("`{key} = {v:?}`: {e}"))?;
             }
         }
         Ok(())
@@ -308,38 +313,6 @@ fn merge(base: &mut Settings, over: &Settings) {
         audience,
         credential_form
     );
-}
-
-/// Parses `90s`, `15m`, `2h`, `1d`, or combinations like `1h30m`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    if text.is_empty() {
-        return Err("empty duration (use e.g. 30s, 15m, 2h)".into());
-    }
-    let mut total = 0u64;
-    let mut number = String::new();
-    for c in text.chars() {
-        if c.is_ascii_digit() {
-            number.push(c);
-            continue;
-        }
-        let unit = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86400,
-            _ => return Err(format!("unknown unit {c:?} (use s, m, h or d)")),
-        };
-        let n: u64 = number
-            .parse()
-            .map_err(|_| "a number must come before each unit".to_string())?;
-        total = total.saturating_add(n.saturating_mul(unit));
-        number.clear();
-    }
-    if !number.is_empty() {
-        return Err("a unit must follow the number (use e.g. 30s, 15m, 2h)".into());
-    }
-    Ok(Duration::from_secs(total))
 }
 
 #[cfg(test)]
@@ -441,7 +414,8 @@ mod tests {
         for bad in [
             "[defaults]\nauthority_host = \"a\\nb\"\n",
             "[agent]\nmin_ttl = \"1\\n\"\n",
-            "[agent]\nmin_ttl = \"1\\n2h\"\n",
+            // (humantime reads "1\n2h" as 12h, so the bad multi-line value is another one.)
+            "[agent]\nmin_ttl = \"1\\n2x\"\n",
             "[[registry]]\nmatch = \"a\\nb\"\n",
         ] {
             let e = Config::parse(bad).unwrap_err();
@@ -453,10 +427,22 @@ mod tests {
     }
 
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration("150m"), Ok(Duration::from_secs(9000)));
-        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
-        assert!(parse_duration("5").is_err());
-        assert!(parse_duration("h").is_err());
+    fn durations_are_typed_once_read() {
+        let c = Config::parse(
+            "[agent]\nmin_ttl = \"150m\"\nrefresh_idle = \"1h30m\"\nexit_idle = \"1d\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.agent.min_ttl, Some(Duration::from_secs(9000)));
+        assert_eq!(c.agent.refresh_idle, Some(Duration::from_secs(5400)));
+        assert_eq!(c.agent.exit_idle, Some(Duration::from_secs(86400)));
+        // The old hand-written syntax is a subset: every unit, combined, spaced.
+        for (text, secs) in [("90s", 90), ("2h", 7200), ("1h 30m", 5400), ("0s", 0)] {
+            let c = Config::parse(&format!("[agent]\nmin_ttl = \"{text}\"\n")).unwrap();
+            assert_eq!(c.agent.min_ttl, Some(Duration::from_secs(secs)), "{text}");
+        }
+        for bad in ["5", "h", "", "2x", "99999999999999999999999h"] {
+            let e = Config::parse(&format!("[agent]\nexit_idle = \"{bad}\"\n")).unwrap_err();
+            assert!(e.starts_with("line 2: `exit_idle`"), "{bad}: {e}");
+        }
     }
 }

@@ -10,7 +10,7 @@
 //! went back) or whose expiry has passed (the clock went forward) is stale.
 
 use crate::AcrToken;
-use acr_proto::config::{parse_duration, AgentSettings};
+use acr_proto::config::AgentSettings;
 use std::time::Duration;
 
 /// Default minimum life left in a token handed out.
@@ -50,12 +50,7 @@ impl Policy {
     /// Policy from the `[agent]` config section (already validated).
     pub fn from_settings(s: &AgentSettings) -> Self {
         let d = Policy::default();
-        let secs = |v: &Option<String>, default: u64| {
-            v.as_deref()
-                .and_then(|t| parse_duration(t).ok())
-                .map(|d| d.as_secs())
-                .unwrap_or(default)
-        };
+        let secs = |v: &Option<Duration>, default: u64| v.map_or(default, |d| d.as_secs());
         Policy {
             min_ttl: secs(&s.min_ttl, d.min_ttl),
             refresh_idle: secs(&s.refresh_idle, d.refresh_idle),
