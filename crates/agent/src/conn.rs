@@ -8,7 +8,7 @@
 
 use crate::state::Shared;
 use crate::{forget, get, status};
-use acr_proto::ipc::{self, Envelope, Request, Response, MAX_FRAME, PROTOCOL_VERSION};
+use acr_proto::ipc::{self, Envelope, ErrorKind, Request, Response, MAX_FRAME, PROTOCOL_VERSION};
 use interprocess::local_socket::tokio::Stream;
 use interprocess::local_socket::traits::StreamCommon as _;
 use std::sync::Arc;
@@ -44,7 +44,7 @@ pub(crate) async fn handle(conn: Stream, shared: Arc<Shared>) {
         Ok(Err(ReadError::TooLarge(len))) => {
             tracing::debug!(len, "rejected oversized frame");
             let message = format!("request of {len} bytes exceeds the {MAX_FRAME}-byte limit");
-            write(&conn, &Response::Error { message }).await;
+            write(&conn, &Response::error(ErrorKind::BadRequest, message)).await;
             return;
         }
         Ok(Err(ReadError::Io(e))) => {
@@ -73,7 +73,7 @@ pub(crate) async fn handle(conn: Stream, shared: Arc<Shared>) {
                 agent: PROTOCOL_VERSION,
             }
         }
-        Frame::Malformed(message) => Response::Error { message },
+        Frame::Malformed(message) => Response::error(ErrorKind::BadRequest, message),
     };
     write(&conn, &response).await;
     shared.touch();
@@ -88,10 +88,21 @@ async fn dispatch(shared: &Shared, request: Request, stop: &mut bool) -> Respons
     match request {
         Request::Get {
             registry,
+            config,
             env,
             min_ttl_secs,
             budget_ms,
-        } => get::handle(shared, &registry, &env, min_ttl_secs, budget_ms).await,
+        } => {
+            get::handle(
+                shared,
+                &registry,
+                config.as_deref(),
+                &env,
+                min_ttl_secs,
+                budget_ms,
+            )
+            .await
+        }
         Request::Forget { registry } => forget::handle(shared, &registry),
         Request::StoreLogin {
             registry,
@@ -162,7 +173,7 @@ fn classify(body: &[u8]) -> Frame {
         Ok(env) => Frame::OtherVersion(env.v),
         Err(e) => match probe.and_then(|p| p.v) {
             Some(v) if v != PROTOCOL_VERSION => Frame::OtherVersion(v),
-            _ => Frame::Malformed(get::one_line(format!("malformed request: {e}"))),
+            _ => Frame::Malformed(crate::failure::one_line(format!("malformed request: {e}"))),
         },
     }
 }
@@ -172,9 +183,7 @@ async fn write(conn: &Stream, response: &Response) {
         Ok(f) => f,
         Err(e) => {
             tracing::debug!(error = %e, "could not encode a response");
-            let fallback = Response::Error {
-                message: e.to_string(),
-            };
+            let fallback = Response::error(ErrorKind::Internal, e.to_string());
             match ipc::encode(&fallback) {
                 Ok(f) => f,
                 Err(_) => return,
@@ -203,12 +212,12 @@ mod tests {
         assert!(matches!(classify(br#"{"v":99,"op":"stop"}"#), Frame::Stop));
         assert!(matches!(classify(br#"{"v":1,"op":"stop"}"#), Frame::Stop));
         assert!(matches!(
-            classify(br#"{"v":1,"op":"status"}"#),
+            classify(br#"{"v":2,"op":"status"}"#),
             Frame::Request(Request::Status)
         ));
         assert!(matches!(
-            classify(br#"{"v":2,"op":"status"}"#),
-            Frame::OtherVersion(2)
+            classify(br#"{"v":1,"op":"status"}"#),
+            Frame::OtherVersion(1)
         ));
         // A future request shape we cannot parse is still a version question, not garbage.
         assert!(matches!(
@@ -220,8 +229,17 @@ mod tests {
             _ => panic!("garbage accepted"),
         }
         assert!(matches!(
-            classify(br#"{"v":1,"op":"teleport"}"#),
+            classify(br#"{"v":2,"op":"teleport"}"#),
             Frame::Malformed(_)
         ));
+        match classify(br#"{"v":2,"op":"forget","registry":"a b"}"#) {
+            Frame::Malformed(m) => {
+                assert!(
+                    m.contains("invalid registry server URL") && !m.contains('\n'),
+                    "{m}"
+                )
+            }
+            _ => panic!("a malformed registry was accepted"),
+        }
     }
 }

@@ -29,6 +29,7 @@ mod cache;
 mod config_cache;
 mod conn;
 mod error;
+mod failure;
 mod forget;
 mod get;
 mod instance;

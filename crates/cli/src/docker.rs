@@ -7,9 +7,8 @@
 use crate::client::{self, ClientError};
 use crate::output::{stderr_line, stdout_line};
 use crate::{inproc, spawn};
-use acr_proto::config::{Config, CredentialForm, CONFIG_ENV};
-use acr_proto::docker::{Credentials, IDENTITY_TOKEN_USERNAME, NOT_FOUND, NULL_GUID};
-use acr_proto::env::IdentityEnv;
+use acr_proto::config::Config;
+use acr_proto::docker::{Credentials, NOT_FOUND, NULL_GUID};
 use acr_proto::host::{HostError, RegistryHost, MAX_SERVER_URL_LEN};
 use acr_proto::ipc::{Request, Response};
 use acr_proto::Secret;
@@ -153,15 +152,6 @@ pub fn agent_disabled() -> bool {
     std::env::var(crate::NO_AGENT_ENV).is_ok_and(|v| !v.is_empty() && v != "0")
 }
 
-/// The request env: the caller's identity variables plus the config file in force.
-pub fn request_env(config: &Config) -> IdentityEnv {
-    let mut env = IdentityEnv::capture();
-    if let Some(path) = &config.source {
-        env.set(CONFIG_ENV, path.to_string_lossy());
-    }
-    env
-}
-
 /// Gets a credential via the agent (auto-started), falling back to the in-process engine.
 pub fn obtain(host: &RegistryHost, config: &Config) -> Obtained {
     obtain_with_ttl(host, config, None)
@@ -206,7 +196,7 @@ pub fn obtain_by(
                 }
             }
             Ok(Response::NotFound) => return Obtained::NotFound,
-            Ok(Response::Error { message }) => return Obtained::Error(message),
+            Ok(Response::Error { message, .. }) => return Obtained::Error(message),
             Ok(other) => tracing::debug!("unexpected agent answer {other:?}; answering in-process"),
             Err(e) => {
                 if deadline.saturating_duration_since(Instant::now()) < MIN_INPROC_BUDGET {
@@ -221,21 +211,13 @@ pub fn obtain_by(
     }
     match inproc::acquire(host, config, deadline) {
         Ok(Some((plan, token))) => Obtained::Credential {
-            username: username_for(plan.form).to_string(),
+            username: plan.form.username().to_string(),
             expires_at: Some(token.expires_at),
             secret: token.refresh_token,
             warning: None,
         },
         Ok(None) => Obtained::NotFound,
         Err(e) => Obtained::Error(e.to_string()),
-    }
-}
-
-/// Docker username for an answer form.
-pub fn username_for(form: CredentialForm) -> &'static str {
-    match form {
-        CredentialForm::RefreshToken => NULL_GUID,
-        CredentialForm::IdentityToken => IDENTITY_TOKEN_USERNAME,
     }
 }
 
@@ -247,8 +229,9 @@ fn via_agent(
 ) -> Result<Response, String> {
     call_agent(
         || Request::Get {
-            registry: host.to_string(),
-            env: request_env(config),
+            registry: host.clone(),
+            config: config.source.clone(),
+            env: acr_proto::env::IdentityEnv::capture(),
             min_ttl_secs,
             budget_ms: Some(time_left(deadline).as_millis() as u64),
         },
@@ -352,7 +335,7 @@ pub fn erase() -> u8 {
                 let asked = client::call(
                     &socket,
                     Request::Forget {
-                        registry: host.to_string(),
+                        registry: host.clone(),
                     },
                     Duration::from_secs(5),
                 );

@@ -5,6 +5,7 @@
 
 use acr_agent::{serve, AgentError, AgentOptions, ServeOutcome};
 use acr_proto::env::IdentityEnv;
+use acr_proto::host::RegistryHost;
 use acr_proto::ipc::{self, Envelope, Request, Response, PROTOCOL_VERSION};
 use acr_proto::Secret;
 use acr_token::policy::Policy;
@@ -231,18 +232,29 @@ pub async fn get(socket: &Path, registry: &str) -> Response {
     get_as(socket, registry, "sp-secret").await
 }
 
-/// A `get` as a given client secret (a different secret is a different identity).
+/// A registry host the tests know to be valid.
+pub fn host(registry: &str) -> RegistryHost {
+    RegistryHost::parse(registry).expect("a valid registry host")
+}
+
+/// A `get` as a given client secret (a different secret is a different identity). The registry
+/// goes into the frame as given, so a malformed one reaches the agent's decoder.
 pub async fn get_as(socket: &Path, registry: &str, client_secret: &str) -> Response {
-    request(
-        socket,
-        Request::Get {
-            registry: registry.to_string(),
+    let mut frame = serde_json::to_value(Envelope {
+        v: PROTOCOL_VERSION,
+        request: Request::Get {
+            registry: host("placeholder.azurecr.io"),
+            config: None,
             env: sp_env(client_secret),
             min_ttl_secs: None,
             budget_ms: None,
         },
-    )
-    .await
+    })
+    .unwrap();
+    frame["registry"] = registry.into();
+    send_raw(socket, &ipc::encode(&frame).unwrap())
+        .await
+        .expect("agent closed without answering")
 }
 
 /// The credential fields of a response, or a panic naming what came instead.
