@@ -1,4 +1,5 @@
-//! One connection: check the peer, read one frame, answer it, close.
+//! One connection: check the peer, read one frame, hand its request to the [`Service`], write
+//! the answer, close.
 //!
 //! The socket file is 0600 in a 0700 directory, but the peer's uid is checked anyway (abstract
 //! sockets, bind mounts and inherited descriptors bypass file permissions). Root may always ask,
@@ -6,8 +7,7 @@
 //! read and the whole read is bounded by [`READ_TIMEOUT`], so a stuck or hostile client costs
 //! one idle task for a few seconds and nothing else.
 
-use crate::state::Shared;
-use crate::{forget, get, status};
+use crate::service::Service;
 use acr_proto::ipc::{self, Envelope, ErrorKind, Request, Response, MAX_FRAME, PROTOCOL_VERSION};
 use interprocess::local_socket::tokio::Stream;
 use interprocess::local_socket::traits::StreamCommon as _;
@@ -34,10 +34,11 @@ enum Frame {
 }
 
 /// Serves one connection to completion.
-pub(crate) async fn handle(conn: Stream, shared: Arc<Shared>) {
+pub(crate) async fn handle(conn: Stream, service: Arc<Service>) {
     if !peer_allowed(&conn) {
         return;
     }
+    let shared = &service.shared;
     shared.touch();
     let body = match tokio::time::timeout(READ_TIMEOUT, read_body(&conn)).await {
         Ok(Ok(body)) => body,
@@ -58,7 +59,10 @@ pub(crate) async fn handle(conn: Stream, shared: Arc<Shared>) {
     };
     let mut stop = false;
     let response = match classify(&body) {
-        Frame::Request(request) => dispatch(&shared, request, &mut stop).await,
+        Frame::Request(request) => {
+            stop = matches!(request, Request::Stop);
+            service.call(request).await
+        }
         Frame::Stop => {
             stop = true;
             Response::Ok
@@ -80,42 +84,6 @@ pub(crate) async fn handle(conn: Stream, shared: Arc<Shared>) {
     if stop {
         tracing::debug!("stop requested");
         shared.stop.notify_one();
-    }
-}
-
-/// The table of contents: one line per request.
-async fn dispatch(shared: &Shared, request: Request, stop: &mut bool) -> Response {
-    match request {
-        Request::Get {
-            registry,
-            config,
-            env,
-            min_ttl_secs,
-            budget_ms,
-        } => {
-            get::handle(
-                shared,
-                &registry,
-                config.as_deref(),
-                &env,
-                min_ttl_secs,
-                budget_ms,
-            )
-            .await
-        }
-        Request::Forget { registry } => forget::handle(shared, &registry),
-        Request::StoreLogin {
-            registry,
-            username,
-            secret,
-        } => shared.logins.store(&registry, username, secret),
-        Request::GetLogin { registry } => shared.logins.get(&registry),
-        Request::EraseLogin { registry } => shared.logins.erase(&registry),
-        Request::Status => status::handle(shared),
-        Request::Stop => {
-            *stop = true;
-            Response::Ok
-        }
     }
 }
 

@@ -12,6 +12,7 @@
 
 use crate::cache::{acquire_locked, Entry};
 use crate::failure::{error, kind_of, one_line, token_error};
+use crate::service::PodIdentity;
 use crate::state::Shared;
 use acr_proto::config::CredentialForm;
 use acr_proto::env::IdentityEnv;
@@ -26,15 +27,32 @@ use tokio::time::Instant;
 /// Longest a `get` waits for a backoff deadline instead of answering the last error.
 pub const MAX_BACKOFF_WAIT: Duration = Duration::from_secs(3);
 
+/// One `get`, as the service received it.
+pub(crate) struct Ask<'a> {
+    /// The registry.
+    pub host: &'a RegistryHost,
+    /// The caller's config file (`None`: defaults).
+    pub config: Option<&'a Path>,
+    /// The caller's identity environment.
+    pub env: &'a IdentityEnv,
+    /// A pod's own identity (kubelet service-account mode, in-process only).
+    pub pod: Option<PodIdentity>,
+    /// Minimum seconds of life the answer must have.
+    pub min_ttl: Option<u64>,
+    /// Milliseconds the caller will wait.
+    pub budget_ms: Option<u64>,
+}
+
 /// Answers one `get`.
-pub(crate) async fn handle(
-    shared: &Shared,
-    host: &RegistryHost,
-    config: Option<&Path>,
-    env: &IdentityEnv,
-    min_ttl: Option<u64>,
-    budget_ms: Option<u64>,
-) -> Response {
+pub(crate) async fn handle(shared: &Shared, ask: Ask<'_>) -> Response {
+    let Ask {
+        host,
+        config,
+        env,
+        pod,
+        min_ttl,
+        budget_ms,
+    } = ask;
     // The acquisition ends a second before the caller stops waiting, and never later than the
     // agent's own limit.
     let budget = budget_ms
@@ -46,7 +64,18 @@ pub(crate) async fn handle(
         Ok(c) => c,
         Err(e) => return error(ErrorKind::Misconfigured, e.to_string()),
     };
-    let plan = match shared.engine.plan(host, env, &config) {
+    let planned = match pod {
+        Some(pod) => acr_token::plan::plan_service_account(
+            host,
+            env,
+            &config,
+            pod.tenant,
+            pod.client_id,
+            pod.token,
+        ),
+        None => shared.acquirer.plan(host, env, &config),
+    };
+    let plan = match planned {
         Ok(Some(p)) => p,
         Ok(None) => return Response::NotFound,
         Err(e) => return token_error(&e),

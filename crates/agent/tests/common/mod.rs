@@ -39,6 +39,8 @@ pub enum Mode {
 /// Counts acquisitions per registry and issues tokens of a chosen lifetime.
 #[derive(Debug)]
 pub struct FakeAcquirer {
+    /// The real planner: only the upstream is faked.
+    planner: Engine,
     clock: Arc<dyn Clock>,
     lifetime: AtomicU64,
     delay: Duration,
@@ -49,6 +51,7 @@ pub struct FakeAcquirer {
 impl FakeAcquirer {
     pub fn new(clock: Arc<dyn Clock>, lifetime_secs: u64, delay: Duration) -> Arc<Self> {
         Arc::new(FakeAcquirer {
+            planner: Engine::new(clock.clone()),
             clock,
             lifetime: AtomicU64::new(lifetime_secs),
             delay,
@@ -89,6 +92,15 @@ pub fn secret_for(registry: &str, n: usize) -> String {
 
 #[async_trait::async_trait]
 impl Acquirer for FakeAcquirer {
+    fn plan(
+        &self,
+        registry: &acr_proto::host::RegistryHost,
+        env: &IdentityEnv,
+        config: &acr_proto::config::Config,
+    ) -> Result<Option<Plan>, TokenError> {
+        self.planner.plan(registry, env, config)
+    }
+
     async fn acquire(&self, plan: &Plan) -> Result<AcrToken, TokenError> {
         let registry = plan.registry.to_string();
         let n = {
@@ -178,11 +190,9 @@ pub async fn start(
     ours.set_nonblocking(true).unwrap();
     let mut ours = tokio::net::UnixStream::from_std(ours).unwrap();
     let (tx, rx) = oneshot::channel::<()>();
-    let engine = Arc::new(Engine::new(clock.clone()));
     let socket = options.socket_path.clone();
     let task = tokio::spawn(serve(
         options,
-        engine,
         acquirer,
         clock,
         Some(ready_file),
