@@ -6,19 +6,14 @@
 
 use crate::client::{self, ClientError};
 use crate::output::{stderr_line, stdout_line};
-use crate::{inproc, spawn};
+use crate::reach::{self, GetError, Route};
 use acr_proto::config::Config;
 use acr_proto::docker::{Credentials, NOT_FOUND, NULL_GUID};
 use acr_proto::host::{HostError, RegistryHost, MAX_SERVER_URL_LEN};
 use acr_proto::ipc::{Request, Response};
-use acr_proto::Secret;
 use acr_token::{Clock, SystemClock};
 use std::io::Read;
 use std::time::{Duration, Instant};
-
-/// Least time worth starting an in-process acquisition with after the agent failed to answer;
-/// with less left the command reports the agent's failure instead of overrunning its budget.
-const MIN_INPROC_BUDGET: Duration = Duration::from_secs(3);
 
 /// Largest stdin accepted (a `store` payload with a large token is a few KiB).
 const MAX_STDIN: usize = 1 << 20;
@@ -91,188 +86,34 @@ pub fn get() -> u8 {
     };
     // A static login stored by `docker login -u NAME` wins over Entra for its registry.
     let policy = acr_token::policy::Policy::from_settings(&config.agent);
-    let obtained = match crate::statics::lookup(&host.to_string(), &policy) {
-        Some((username, secret)) => Obtained::Credential {
-            username,
-            secret,
-            expires_at: None,
-            warning: None,
-        },
-        None => obtain(&host, &config),
+    let (username, secret) = match crate::statics::lookup(&host.to_string(), &policy) {
+        Some(login) => login,
+        None => {
+            let deadline = Instant::now() + acr_token::retry::DOCKER_BUDGET;
+            match reach::credential(&host, &config, None, Route::UserAgent, None, deadline) {
+                Ok(answer) => {
+                    if let Some(w) = answer.warning {
+                        stderr_line(&w);
+                    }
+                    (answer.username, answer.secret)
+                }
+                Err(GetError::NotOurs { .. }) => return fail(NOT_FOUND),
+                Err(e) => return fail(&e.to_string()),
+            }
+        }
     };
-    match obtained {
-        Obtained::Credential {
-            username,
-            secret,
-            warning,
-            ..
-        } => {
-            if let Some(w) = warning {
-                stderr_line(&w);
-            }
-            let creds = Credentials {
-                server_url: server_url.to_string(),
-                username,
-                secret,
-            };
-            match serde_json::to_string(&creds) {
-                Ok(json) => {
-                    stdout_line(&json);
-                    0
-                }
-                Err(e) => fail(&format!("cannot encode the answer: {e}")),
-            }
+    let creds = Credentials {
+        server_url: server_url.to_string(),
+        username,
+        secret,
+    };
+    match serde_json::to_string(&creds) {
+        Ok(json) => {
+            stdout_line(&json);
+            0
         }
-        Obtained::NotFound => fail(NOT_FOUND),
-        Obtained::Error(message) => fail(&message),
+        Err(e) => fail(&format!("cannot encode the answer: {e}")),
     }
-}
-
-/// What `get` ends with.
-pub enum Obtained {
-    /// A credential to print.
-    Credential {
-        /// Username for the answer.
-        username: String,
-        /// Token.
-        secret: Secret,
-        /// Unix seconds when the token expires (`None`: a static login, no known expiry).
-        expires_at: Option<u64>,
-        /// Notice for stderr.
-        warning: Option<String>,
-    },
-    /// Not ours after all (the agent's config view disagreed).
-    NotFound,
-    /// A one-line failure.
-    Error(String),
-}
-
-/// Whether the agent is disabled by environment.
-pub fn agent_disabled() -> bool {
-    std::env::var(crate::NO_AGENT_ENV).is_ok_and(|v| !v.is_empty() && v != "0")
-}
-
-/// Gets a credential via the agent (auto-started), falling back to the in-process engine.
-pub fn obtain(host: &RegistryHost, config: &Config) -> Obtained {
-    obtain_with_ttl(host, config, None)
-}
-
-/// As [`obtain`], requiring `min_ttl_secs` of remaining life when given, within docker's
-/// budget ([`acr_token::retry::DOCKER_BUDGET`]).
-pub fn obtain_with_ttl(
-    host: &RegistryHost,
-    config: &Config,
-    min_ttl_secs: Option<u64>,
-) -> Obtained {
-    obtain_by(
-        host,
-        config,
-        min_ttl_secs,
-        Instant::now() + acr_token::retry::DOCKER_BUDGET,
-    )
-}
-
-/// The command's one deadline, passed down: the agent is asked to finish inside it, and after
-/// an agent that did not answer, an in-process acquisition runs only in what is left.
-pub fn obtain_by(
-    host: &RegistryHost,
-    config: &Config,
-    min_ttl_secs: Option<u64>,
-    deadline: Instant,
-) -> Obtained {
-    if !agent_disabled() {
-        match via_agent(host, config, min_ttl_secs, deadline) {
-            Ok(Response::Credential {
-                username,
-                secret,
-                expires_at,
-                warning,
-            }) => {
-                return Obtained::Credential {
-                    username,
-                    secret,
-                    expires_at: Some(expires_at),
-                    warning,
-                }
-            }
-            Ok(Response::NotFound) => return Obtained::NotFound,
-            Ok(Response::Error { message, .. }) => return Obtained::Error(message),
-            Ok(other) => tracing::debug!("unexpected agent answer {other:?}; answering in-process"),
-            Err(e) => {
-                if deadline.saturating_duration_since(Instant::now()) < MIN_INPROC_BUDGET {
-                    return Obtained::Error(format!(
-                        "{host}: the agent did not answer within the command's time budget ({e}); try again, or set {}=1 to work without it",
-                        crate::NO_AGENT_ENV
-                    ));
-                }
-                tracing::debug!("agent unavailable ({e}); answering in-process")
-            }
-        }
-    }
-    match inproc::acquire(host, config, deadline) {
-        Ok(Some((plan, token))) => Obtained::Credential {
-            username: plan.form.username().to_string(),
-            expires_at: Some(token.expires_at),
-            secret: token.refresh_token,
-            warning: None,
-        },
-        Ok(None) => Obtained::NotFound,
-        Err(e) => Obtained::Error(e.to_string()),
-    }
-}
-
-fn via_agent(
-    host: &RegistryHost,
-    config: &Config,
-    min_ttl_secs: Option<u64>,
-    deadline: Instant,
-) -> Result<Response, String> {
-    call_agent(
-        || Request::Get {
-            registry: host.clone(),
-            config: config.source.clone(),
-            env: acr_proto::env::IdentityEnv::capture(),
-            min_ttl_secs,
-            budget_ms: Some(time_left(deadline).as_millis() as u64),
-        },
-        true,
-        deadline,
-    )
-}
-
-/// Sends one request to the agent, replacing one that speaks another protocol version and, when
-/// `start`, starting it if none runs (`Err` when none runs and `start` is false). Each wait ends
-/// by `deadline`.
-pub fn call_agent(
-    request: impl Fn() -> Request,
-    start: bool,
-    deadline: Instant,
-) -> Result<Response, String> {
-    let socket = acr_proto::paths::socket_path()
-        .ok_or("no home directory, so no private place for the agent's socket")?;
-    match client::call(&socket, request(), time_left(deadline)) {
-        Ok(r) => return Ok(r),
-        Err(ClientError::Failed(e)) => return Err(e),
-        // Never started in a directory someone else controls; the warning is printed.
-        Err(ClientError::Untrusted(reason)) => return Err(reason),
-        Err(ClientError::Mismatch) => {
-            tracing::info!("replacing an agent that speaks another protocol version");
-            client::stop(&socket, Duration::from_secs(3));
-        }
-        Err(ClientError::NotRunning) => {}
-    }
-    if !start {
-        return Err("the agent is not running".into());
-    }
-    spawn::spawn_agent(&socket)?;
-    client::call(&socket, request(), time_left(deadline)).map_err(|e| format!("{e:?}"))
-}
-
-/// What is left of a command's budget (at least a millisecond, so a wait never means "forever").
-fn time_left(deadline: Instant) -> Duration {
-    deadline
-        .saturating_duration_since(Instant::now())
-        .max(Duration::from_millis(1))
 }
 
 /// `store`: after `docker login`. A static login (admin user, repository-scoped token) for a

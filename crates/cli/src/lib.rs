@@ -19,6 +19,7 @@ pub mod kubelet;
 mod kubelet_config;
 mod logging;
 mod output;
+mod reach;
 mod signin;
 mod spawn;
 mod statics;

@@ -30,8 +30,9 @@ pub struct Envelope {
     pub request: Request,
 }
 
-/// What the helper asks of the agent.
-#[derive(Debug, Serialize, Deserialize)]
+/// What the helper asks of the agent. `Clone` so a caller can send it again (to a restarted
+/// agent, or to its in-process engine).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
     /// A credential for one canonical registry host, acquired with the caller's identity.
