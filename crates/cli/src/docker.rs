@@ -7,29 +7,50 @@
 use crate::client::{self, ClientError};
 use crate::output::{stderr_line, stdout_line};
 use crate::reach::{self, GetError, Route};
-use acr_proto::config::Config;
+use acr_proto::config::{Config, ConfigError};
 use acr_proto::docker::{Credentials, NOT_FOUND, NULL_GUID};
 use acr_proto::host::{HostError, RegistryHost, MAX_SERVER_URL_LEN};
 use acr_proto::ipc::{Request, Response};
 use acr_token::{Clock, SystemClock};
 use std::io::Read;
 use std::time::{Duration, Instant};
+use thiserror::Error;
 
 /// Largest stdin accepted (a `store` payload with a large token is a few KiB).
 const MAX_STDIN: usize = 1 << 20;
 
-/// Reads stdin up to the cap. `Err` carries the one-line protocol error.
-fn read_stdin() -> Result<String, String> {
+/// Why a Docker verb could not use its input. Each message is the one protocol line printed.
+#[derive(Debug, Error)]
+enum InputError {
+    /// Standard input failed.
+    #[error("cannot read standard input: {0}")]
+    Read(std::io::Error),
+    /// More than [`MAX_STDIN`] bytes (`get` answers not-found: no server URL is that long).
+    #[error("input larger than {MAX_STDIN} bytes")]
+    TooLarge,
+    /// Not text.
+    #[error("input is not valid UTF-8")]
+    NotUtf8,
+    /// No server URL at all.
+    #[error(transparent)]
+    Host(HostError),
+    /// The config file is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// Reads stdin up to the cap.
+fn read_stdin() -> Result<String, InputError> {
     let mut buf = Vec::new();
     std::io::stdin()
         .lock()
         .take(MAX_STDIN as u64 + 1)
         .read_to_end(&mut buf)
-        .map_err(|e| format!("cannot read standard input: {e}"))?;
+        .map_err(InputError::Read)?;
     if buf.len() > MAX_STDIN {
-        return Err(format!("input larger than {MAX_STDIN} bytes"));
+        return Err(InputError::TooLarge);
     }
-    String::from_utf8(buf).map_err(|_| "input is not valid UTF-8".to_string())
+    String::from_utf8(buf).map_err(|_| InputError::NotUtf8)
 }
 
 /// The outcome of recognising a server URL.
@@ -44,16 +65,16 @@ enum Target {
 }
 
 /// Parses the server URL and decides whether we serve it. Never does network I/O.
-fn recognise(input: &str) -> Result<Target, String> {
+fn recognise(input: &str) -> Result<Target, InputError> {
     let host = match RegistryHost::parse(input) {
         Ok(h) => h,
-        Err(HostError::Empty) => return Err(HostError::Empty.to_string()),
+        Err(HostError::Empty) => return Err(InputError::Host(HostError::Empty)),
         Err(e) => {
             tracing::debug!("not a registry we serve: {e}");
             return Ok(Target::NotOurs);
         }
     };
-    let config = Config::load(&|k| std::env::var(k).ok()).map_err(|e| e.to_string())?;
+    let config = Config::load(&|k| std::env::var(k).ok())?;
     if !config.recognises(&host) {
         return Ok(Target::NotOurs);
     }
@@ -63,8 +84,8 @@ fn recognise(input: &str) -> Result<Target, String> {
     })
 }
 
-fn fail(message: &str) -> u8 {
-    stdout_line(message);
+fn fail(message: impl std::fmt::Display) -> u8 {
+    stdout_line(&message.to_string());
     1
 }
 
@@ -72,8 +93,8 @@ fn fail(message: &str) -> u8 {
 pub fn get() -> u8 {
     let input = match read_stdin() {
         Ok(s) => s,
-        Err(e) if e.starts_with("input larger") => return fail(NOT_FOUND),
-        Err(e) => return fail(&e),
+        Err(InputError::TooLarge) => return fail(NOT_FOUND),
+        Err(e) => return fail(e),
     };
     let server_url = input.trim();
     if server_url.len() > MAX_SERVER_URL_LEN {
@@ -82,7 +103,7 @@ pub fn get() -> u8 {
     let (host, config) = match recognise(server_url) {
         Ok(Target::Ours { host, config }) => (host, config),
         Ok(Target::NotOurs) => return fail(NOT_FOUND),
-        Err(e) => return fail(&e),
+        Err(e) => return fail(e),
     };
     // A static login stored by `docker login -u NAME` wins over Entra for its registry.
     let policy = acr_token::policy::Policy::from_settings(&config.agent);
@@ -98,7 +119,7 @@ pub fn get() -> u8 {
                     (answer.username, answer.secret)
                 }
                 Err(GetError::NotOurs { .. }) => return fail(NOT_FOUND),
-                Err(e) => return fail(&e.to_string()),
+                Err(e) => return fail(e),
             }
         }
     };
@@ -112,7 +133,7 @@ pub fn get() -> u8 {
             stdout_line(&json);
             0
         }
-        Err(e) => fail(&format!("cannot encode the answer: {e}")),
+        Err(e) => fail(format!("cannot encode the answer: {e}")),
     }
 }
 
@@ -124,7 +145,7 @@ pub fn get() -> u8 {
 pub fn store() -> u8 {
     let input = match read_stdin() {
         Ok(s) => s,
-        Err(e) => return fail(&e),
+        Err(e) => return fail(e),
     };
     let creds: Credentials = match serde_json::from_str(input.trim()) {
         Ok(c) => c,
@@ -152,14 +173,14 @@ pub fn store() -> u8 {
                 0
             }
             Ok(_) => 0,
-            Err(e) => fail(&e),
+            Err(e) => fail(e),
         },
-        Ok(Target::NotOurs) => fail(&format!(
+        Ok(Target::NotOurs) => fail(format!(
             "{} keeps no credentials for {}: configure it per registry under credHelpers rather than as credsStore",
             crate::NAME,
             creds.server_url.trim().chars().take(100).collect::<String>()
         )),
-        Err(e) => fail(&e),
+        Err(e) => fail(e),
     }
 }
 
@@ -167,7 +188,7 @@ pub fn store() -> u8 {
 pub fn erase() -> u8 {
     let input = match read_stdin() {
         Ok(s) => s,
-        Err(e) => return fail(&e),
+        Err(e) => return fail(e),
     };
     match recognise(input.trim()) {
         Ok(Target::Ours { host, config }) => {
@@ -190,7 +211,7 @@ pub fn erase() -> u8 {
             0
         }
         Ok(Target::NotOurs) => fail(NOT_FOUND),
-        Err(e) => fail(&e),
+        Err(e) => fail(e),
     }
 }
 

@@ -321,7 +321,7 @@ fn acquire(r: &mut Report, p: &Probe, plan: &Plan) {
                 plan.registry,
                 plan.identity,
                 start.elapsed().as_millis(),
-                human(answer.expires_at.saturating_sub(crate::warm::now()))
+                human(acr_token::policy::token_from(answer.secret, crate::warm::now()).lifetime())
             ),
         ),
         Err(GetError::Failed {
