@@ -54,10 +54,15 @@ fn render(c: &Challenge) -> String {
 }
 
 fn check_realm(realm: &str, service: Option<&str>) {
-    let own_host = realm
-        .strip_prefix("https://")
-        .and_then(|rest| rest.split(['/', '?', '#']).next())
-        .and_then(|authority| RegistryHost::parse(authority).ok());
+    // The realm's own host as the URL library reads it, so accepted realms are checked too.
+    let own_host = Url::parse(realm).ok().and_then(|u| {
+        let host = u.host_str()?;
+        let authority = match u.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_string(),
+        };
+        RegistryHost::parse(&authority).ok()
+    });
     let registries = ["myreg.azurecr.io", "localhost:5000"]
         .into_iter()
         .filter_map(|r| RegistryHost::parse(r).ok())

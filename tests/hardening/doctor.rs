@@ -15,10 +15,13 @@ fn path(s: &Setup) -> String {
 }
 
 fn doctor(s: &Setup, args: &[&str], with_sp: bool) -> (Output, Vec<String>) {
-    let p = path(s);
+    doctor_with_path(s, &path(s), args, with_sp)
+}
+
+fn doctor_with_path(s: &Setup, p: &str, args: &[&str], with_sp: bool) -> (Output, Vec<String>) {
     let mut argv = vec!["doctor"];
     argv.extend_from_slice(args);
-    let out = s.run(&argv, "", &[("PATH", p.as_str())], with_sp);
+    let out = s.run(&argv, "", &[("PATH", p)], with_sp);
     assert_no_panic(&out, "doctor");
     assert!(
         stderr(&out).is_empty(),
@@ -138,6 +141,26 @@ fn helper_not_on_path_fails() {
         "FAIL",
         "PATH",
         &["docker-credential-acr is not on PATH", "install"],
+    );
+}
+
+#[test]
+fn a_non_executable_copy_earlier_on_path_is_skipped_like_docker_skips_it() {
+    let s = Setup::new();
+    healthy(&s);
+    // A leftover without execute permission, first on PATH: exec (docker's LookPath, a shell)
+    // passes over it to the real helper, so doctor must name the real one, not the leftover.
+    let stale = s.world.home().join("stale-bin");
+    std::fs::create_dir_all(&stale).unwrap();
+    std::fs::write(stale.join("docker-credential-acr"), b"#!/bin/sh\nexit 1\n").unwrap();
+    let p = format!("{}:{}", stale.display(), path(&s));
+    let (_, lines) = doctor_with_path(&s, &p, &[], true);
+    let exe = s.world.bin_dir().join("docker-credential-acr");
+    expect_line(
+        &lines,
+        "ok",
+        "PATH",
+        &[&exe.to_string_lossy(), "is this binary"],
     );
 }
 

@@ -89,7 +89,7 @@ pub(crate) async fn handle(conn: Stream, service: Arc<Service>) {
 
 /// Our uid or root; anything else (or no credentials at all) is refused.
 fn peer_allowed(conn: &Stream) -> bool {
-    let me = crate::instance::euid();
+    let me = acr_proto::paths::current_euid();
     match conn.peer_creds().map(|c| c.euid()) {
         Ok(Some(uid)) if uid == me || uid == 0 => true,
         Ok(uid) => {

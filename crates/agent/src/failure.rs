@@ -31,17 +31,10 @@ pub(crate) fn error(kind: ErrorKind, message: String) -> Response {
     Response::error(kind, one_line(message))
 }
 
-/// Collapses a message to one line (the helper prints it verbatim).
+/// One line of a message for the wire (the helper prints it verbatim): the one sanitiser,
+/// [`acr_proto::text::printable`].
 pub(crate) fn one_line(message: String) -> String {
-    if message.contains(['\n', '\r']) {
-        message
-            .split(['\n', '\r'])
-            .filter(|s| !s.is_empty())
-            .collect::<Vec<_>>()
-            .join(" ")
-    } else {
-        message
-    }
+    acr_proto::text::printable(&message, usize::MAX)
 }
 
 #[cfg(test)]
@@ -94,6 +87,6 @@ mod tests {
 
     #[test]
     fn messages_become_one_line() {
-        assert_eq!(one_line("a\nb\r\nc".into()), "a b c");
+        assert_eq!(one_line("a\nb\rc\u{1b}".into()), "a b c?");
     }
 }

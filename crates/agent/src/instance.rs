@@ -6,12 +6,13 @@
 //! live (we did not), with no connect-and-guess race between two agents starting at once.
 
 use crate::error::AgentError;
+use acr_proto::private_file::{self, Access};
 use interprocess::local_socket::tokio::Listener;
 use interprocess::local_socket::{GenericFilePath, ListenerOptions, ToFsName};
 use interprocess::os::unix::local_socket::ListenerOptionsExt;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::ErrorKind;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
 
@@ -44,12 +45,6 @@ pub(crate) enum Claim {
     },
     /// Another live agent holds the lock.
     AlreadyRunning,
-}
-
-/// Our effective uid, which the directory and every peer must match.
-pub(crate) fn euid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
 }
 
 /// Keeps tokens out of core dumps and away from same-uid `ptrace` (Linux only).
@@ -136,7 +131,7 @@ fn secure_dir(dir: &Path) -> Result<(), AgentError> {
             "it is not a directory (a symlink or file)".into(),
         ));
     }
-    let me = euid();
+    let me = acr_proto::paths::current_euid();
     if meta.uid() != me {
         return Err(unsafe_dir(format!(
             "it is owned by uid {}, not by this user (uid {me})",
@@ -161,22 +156,8 @@ fn lock(path: &Path) -> Result<Option<InstanceLock>, AgentError> {
         path: path.to_path_buf(),
         source,
     };
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(err)?;
-    let meta = file.metadata().map_err(err)?;
-    if !meta.file_type().is_file() || meta.uid() != euid() {
-        return Err(err(std::io::Error::new(
-            ErrorKind::PermissionDenied,
-            "not a regular file owned by this user",
-        )));
-    }
+    let file = private_file::open(path, Access::Lock).map_err(err)?;
+    private_file::owned(&file, false).map_err(err)?;
     // SAFETY: the fd is open for the duration of the call; flock has no memory arguments.
     let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
     if rc == 0 {
@@ -196,19 +177,8 @@ fn lock(path: &Path) -> Result<Option<InstanceLock>, AgentError> {
 /// name (a hard link to someone else's file is refused), so a pre-planted `agent.log` cannot
 /// make the agent append to a file outside its directory.
 pub(crate) fn open_log(path: &Path) -> std::io::Result<File> {
-    let file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)?;
-    let meta = file.metadata()?;
-    if !meta.file_type().is_file() || meta.uid() != euid() || meta.nlink() != 1 {
-        return Err(std::io::Error::new(
-            ErrorKind::PermissionDenied,
-            "not a regular file owned by this user with a single name",
-        ));
-    }
+    let file = private_file::open(path, Access::Append)?;
+    private_file::owned(&file, true)?;
     Ok(file)
 }
 
@@ -233,23 +203,12 @@ fn instance_id(dir: &Path) -> std::io::Result<String> {
     let path = dir.join(INSTANCE_ID_NAME);
     let valid = |s: &str| s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit());
     for _ in 0..2 {
-        match OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(&path)
-        {
+        match private_file::open(&path, Access::Read) {
             Ok(file) => {
                 use std::io::Read;
-                let meta = file.metadata()?;
-                if !meta.file_type().is_file() || meta.uid() != euid() {
-                    return Err(std::io::Error::new(
-                        ErrorKind::PermissionDenied,
-                        format!(
-                            "{} is not a regular file owned by this user",
-                            path.display()
-                        ),
-                    ));
-                }
+                private_file::owned(&file, false).map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+                })?;
                 let mut text = String::new();
                 file.take(64).read_to_string(&mut text)?;
                 let text = text.trim();
@@ -263,13 +222,7 @@ fn instance_id(dir: &Path) -> std::io::Result<String> {
             }
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 let id = format!("{:032x}", rand::random::<u128>());
-                match OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-                    .open(&path)
-                {
+                match private_file::open(&path, Access::CreateNew) {
                     Ok(mut file) => {
                         use std::io::Write;
                         file.write_all(id.as_bytes())?;

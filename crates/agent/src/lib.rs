@@ -247,19 +247,19 @@ pub const HASH_KEY_NAME: &str = "hash.key";
 /// start, so tokens this agent persists are found again after a restart in the same world and
 /// nowhere else. Without a usable file the key is per process.
 fn install_hash_key(socket: &std::path::Path) {
+    use acr_proto::private_file::{self, Access};
     use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
     let Some(dir) = socket.parent() else { return };
     let path = dir.join(HASH_KEY_NAME);
     let open = |create: bool| {
-        let mut o = std::fs::OpenOptions::new();
-        o.custom_flags(libc::O_NOFOLLOW).mode(0o600);
-        if create {
-            o.write(true).create_new(true);
-        } else {
-            o.read(true);
-        }
-        o.open(&path)
+        private_file::open(
+            &path,
+            if create {
+                Access::CreateNew
+            } else {
+                Access::Read
+            },
+        )
     };
     let mut key = Vec::new();
     let read = open(false).and_then(|mut f| {

@@ -3,17 +3,17 @@
 use crate::args::AgentRunOpts;
 use crate::client;
 use crate::output::{stderr_line, stdout_line};
-use crate::warm::human;
 #[cfg(unix)]
 use acr_agent::{AgentOptions, LogTarget, ServeOutcome};
 use acr_proto::config::Config;
 use acr_proto::ipc::{Request, Response};
+use acr_proto::time::human;
 use acr_token::policy::Policy;
 use acr_token::{Engine, SystemClock};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// `agent run`: serve until stopped. Used by auto-start (`--ready-fd`) and by service units.
 #[cfg(unix)]
@@ -72,7 +72,10 @@ pub fn run(opts: AgentRunOpts) -> u8 {
         }
     };
     let clock = Arc::new(SystemClock);
-    let engine = Arc::new(crate::inproc::with_signins(Engine::new(clock.clone())));
+    let engine = Arc::new(crate::inproc::with_signins(Engine::new(
+        clock.clone(),
+        acr_token::Machine::probe(),
+    )));
     let result = rt.block_on(acr_agent::serve(
         options,
         engine,
@@ -175,10 +178,7 @@ pub fn status(json: bool) -> u8 {
         stdout_line(&v.to_string());
         return 0;
     }
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let now = acr_proto::time::now_unix();
     let rel = |t: Option<u64>| {
         t.map(|t| {
             if t >= now {

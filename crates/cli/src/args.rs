@@ -257,10 +257,7 @@ fn parse_agent_run(rest: &[&str]) -> Result<AgentRunOpts, String> {
 
 /// Shortens and sanitises user text for echoing in an error (or a terminal line).
 pub(crate) fn printable(s: &str) -> String {
-    s.chars()
-        .take(64)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
+    acr_proto::text::printable(s, 64)
 }
 
 #[cfg(test)]

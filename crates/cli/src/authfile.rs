@@ -1,13 +1,12 @@
 //! The Docker config JSON that tools which cannot call a credential helper read (Helm ≥ 3.18,
 //! kaniko, GitLab's `DOCKER_AUTH_CONFIG`, regctl, Kubernetes pull secrets):
-//! `{"auths":{"<host>":{"auth":"<base64 of username:secret>"}}}`, and the private file `sync`
-//! keeps it in. One builder, so `export` and `sync` write the same document.
+//! `{"auths":{"<host>":{"auth":"<base64 of username:secret>"}}}`. One builder, so `export` and
+//! `sync` write the same document.
 
 use crate::warm::Fresh;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
-use std::path::Path;
 
 /// Annotation on an exported Secret naming when its earliest credential expires (RFC 3339).
 pub const EXPIRES_ANNOTATION: &str = "docker-credential-acr/expires-at";
@@ -59,43 +58,13 @@ pub fn expiry_line(c: &Fresh) -> String {
             "{}: credential expires at {} (in {})",
             c.host,
             acr_proto::time::rfc3339_utc(exp),
-            crate::warm::human(c.left())
+            acr_proto::time::human(c.left())
         ),
         None => format!(
             "{}: static login stored by docker login (no expiry)",
             c.host
         ),
     }
-}
-
-/// Replaces `path` atomically with `bytes`, mode 0600 whatever the old file's mode was: a temp
-/// file in the same directory (created 0600, synced) renamed over it, so a reader sees the old
-/// or the new document, never a partial one. The directory is created 0700 if missing.
-pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    if !dir.is_dir() {
-        crate::configure::private_dir(dir)?;
-    }
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("auth");
-    // tempfile creates the file 0600 with a random name (O_EXCL) and removes it on failure.
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".tmp")
-        .tempfile_in(dir)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    }
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
 }
 
 #[cfg(test)]
@@ -147,23 +116,5 @@ mod tests {
         let s = k8s_secret(&creds[1..], "pull", None);
         assert!(s["metadata"].get("namespace").is_none());
         assert!(s["metadata"].get("annotations").is_none());
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn private_write_replaces_with_mode_0600() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("sub").join("auth.json");
-        write_private(&path, b"one").unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        write_private(&path, b"two").unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), b"two");
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600);
-        assert_eq!(
-            std::fs::read_dir(path.parent().unwrap()).unwrap().count(),
-            1
-        );
     }
 }

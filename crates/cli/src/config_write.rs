@@ -7,8 +7,8 @@
 //!   `sudo docker-credential-acr configure` leaves no root-owned file in a user's home.
 //! - An exclusive `flock` on a lock file beside the target is held from the read to the rename,
 //!   so concurrent runs (parallel CI steps, two `docker login`s) never lose each other's entries.
-//! - The new contents are written to a temporary file in the same directory and renamed over the
-//!   target (`tempfile`'s persist), so readers see the old file or the new one, never a part.
+//! - The new contents replace the target atomically (`acr_token::files::replace_atomically`,
+//!   tempfile's persist), so readers see the old file or the new one, never a part.
 
 use std::path::{Path, PathBuf};
 
@@ -79,7 +79,7 @@ fn ensure_dir(dir: &Path) -> std::io::Result<()> {
         missing.push(d.to_path_buf());
         cur = d.parent();
     }
-    crate::configure::private_dir(dir)?;
+    acr_proto::private_file::create_dir(dir)?;
     #[cfg(unix)]
     if let Some(ancestor) = cur.filter(|d| !d.as_os_str().is_empty()) {
         use std::os::unix::fs::MetadataExt;
@@ -103,21 +103,13 @@ struct Lock {
 /// other writer is done.
 #[cfg(unix)]
 fn lock(target: &Path) -> Result<Lock, String> {
-    use std::os::unix::fs::OpenOptionsExt;
     use std::os::unix::io::AsRawFd;
     let name = target
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "config".into());
     let path = target.with_file_name(format!(".{name}.lock"));
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(&path)
+    let file = acr_proto::private_file::open(&path, acr_proto::private_file::Access::Lock)
         .map_err(|e| format!("cannot open the lock {}: {e}", path.display()))?;
     if let Some(dir) = path.parent() {
         copy_owner_from_dir(&file, dir);
@@ -140,42 +132,28 @@ fn lock(_target: &Path) -> Result<Lock, String> {
     Ok(Lock { _file: None })
 }
 
-/// Writes `bytes` to a temporary file in `dir` with the target's owner, group and mode (or, for
-/// a new file, `new_mode` and the directory's owner), then renames it over the target.
+/// Replaces `target` atomically ([`acr_token::files::replace_atomically`]) with a file that has
+/// the target's owner, group and mode (or, for a new file, `new_mode` and the owner of `dir`).
 fn write_replacing(target: &Path, dir: &Path, bytes: &[u8], new_mode: u32) -> std::io::Result<()> {
-    use std::io::Write;
-    let prefix = format!(
-        ".{}.",
-        target
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "config".into())
-    );
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&prefix)
-        .suffix(".tmp")
-        .tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{MetadataExt, PermissionsExt};
-        let f = tmp.as_file();
-        match std::fs::metadata(target) {
-            Ok(old) => {
-                f.set_permissions(std::fs::Permissions::from_mode(old.mode() & 0o7777))?;
-                chown_if_root(f, old.uid(), old.gid())?;
-            }
-            Err(_) => {
-                f.set_permissions(std::fs::Permissions::from_mode(new_mode))?;
-                copy_owner_from_dir(f, dir);
+    acr_token::files::replace_atomically(target, bytes, |f| {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::{MetadataExt, PermissionsExt};
+            match std::fs::metadata(target) {
+                Ok(old) => {
+                    f.set_permissions(std::fs::Permissions::from_mode(old.mode() & 0o7777))?;
+                    chown_if_root(f, old.uid(), old.gid())?;
+                }
+                Err(_) => {
+                    f.set_permissions(std::fs::Permissions::from_mode(new_mode))?;
+                    copy_owner_from_dir(f, dir);
+                }
             }
         }
-    }
-    #[cfg(not(unix))]
-    let _ = new_mode;
-    tmp.as_file().sync_all()?;
-    tmp.persist(target).map_err(|e| e.error)?;
-    Ok(())
+        #[cfg(not(unix))]
+        let _ = (f, dir, new_mode);
+        Ok(())
+    })
 }
 
 /// As root, gives `file` the owner and group of `dir` (best effort).

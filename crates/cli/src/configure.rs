@@ -38,7 +38,7 @@ pub fn run(registries: &[String], containers: bool, dry_run: bool) -> u8 {
     for w in shadow_warnings(&hosts) {
         stderr_line(&format!("warning: {w}"));
     }
-    if !on_path() {
+    if on_path().is_none() {
         stderr_line("warning: docker-credential-acr is not on PATH, so docker cannot run it: install it into a PATH directory (install/install.sh)");
     }
     u8::from(failed)
@@ -170,22 +170,6 @@ fn wire(file: &Path, hosts: &[RegistryHost], dry_run: bool) -> Result<String, St
     ))
 }
 
-/// Creates a directory (and parents) readable by the owner only.
-pub(crate) fn private_dir(dir: &Path) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-    }
-    #[cfg(not(unix))]
-    {
-        std::fs::create_dir_all(dir)
-    }
-}
-
 /// Settings that would make a client use something other than the helper for these hosts.
 pub fn shadow_warnings(hosts: &[RegistryHost]) -> Vec<String> {
     let mut out = Vec::new();
@@ -224,8 +208,8 @@ pub fn shadow_warnings(hosts: &[RegistryHost]) -> Vec<String> {
     out
 }
 
-/// Whether `docker-credential-acr` is found on PATH.
-pub fn on_path() -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(crate::NAME).is_file()))
+/// The `docker-credential-acr` that PATH finds first (the one docker, podman and kubelet run),
+/// if any: an executable file, looked up as a shell would (`which`).
+pub fn on_path() -> Option<PathBuf> {
+    which::which(crate::NAME).ok()
 }

@@ -178,7 +178,7 @@ pub fn store() -> u8 {
         Ok(Target::NotOurs) => fail(format!(
             "{} keeps no credentials for {}: configure it per registry under credHelpers rather than as credsStore",
             crate::NAME,
-            creds.server_url.trim().chars().take(100).collect::<String>()
+            acr_proto::text::printable(creds.server_url.trim(), 100)
         )),
         Err(e) => fail(e),
     }

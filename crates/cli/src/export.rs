@@ -95,7 +95,7 @@ fn k8s_name(flag: &str, v: String) -> Result<String, String> {
     } else {
         Err(format!(
             "export: {flag} {} is not a Kubernetes name (lower-case letters, digits, '-' and '.')",
-            crate::args::printable(&v)
+            acr_proto::text::printable(&v, 64)
         ))
     }
 }
@@ -115,7 +115,7 @@ pub fn parse_args(rest: &[&str]) -> Result<Options, String> {
                     other => {
                         return Err(format!(
                             "export: --format {} is not docker-config or k8s-secret",
-                            crate::args::printable(other)
+                            acr_proto::text::printable(other, 64)
                         ))
                     }
                 }

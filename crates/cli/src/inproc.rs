@@ -12,7 +12,10 @@ pub fn service(config: &Config) -> &'static Service {
     static SERVICE: OnceLock<Service> = OnceLock::new();
     SERVICE.get_or_init(|| {
         let clock = Arc::new(SystemClock);
-        let engine = Arc::new(with_signins(Engine::new(clock.clone())));
+        let engine = Arc::new(with_signins(Engine::new(
+            clock.clone(),
+            acr_token::Machine::probe(),
+        )));
         let policy = acr_token::policy::Policy::from_settings(&config.agent);
         Service::in_process(policy, engine, clock)
     })

@@ -140,9 +140,10 @@ pub fn parse_request(input: &[u8]) -> Result<ProviderRequest, KubeletError> {
     if input.iter().all(u8::is_ascii_whitespace) {
         return Err(KubeletError::Empty);
     }
-    let req: ProviderRequest = serde_json::from_slice(input)
-        .map_err(|e| KubeletError::Malformed(e.to_string().replace('\n', " ")))?;
-    let shown = |s: &str| s.chars().take(80).collect::<String>();
+    let req: ProviderRequest = serde_json::from_slice(input).map_err(|e| {
+        KubeletError::Malformed(acr_proto::text::printable(&e.to_string(), usize::MAX))
+    })?;
+    let shown = |s: &str| acr_proto::text::printable(s, 80);
     if !API_VERSIONS.contains(&req.api_version.as_str()) {
         return Err(KubeletError::ApiVersion(shown(&req.api_version)));
     }
@@ -192,7 +193,7 @@ fn answer(req: &ProviderRequest, config: &Config) -> Result<ProviderResponse, Ku
     let pod = service_account(req, config)?;
     let got = reach::credential(&target, config, None, Route::NodeAgent, pod, deadline);
     let keys = std::iter::once(target.to_string()).chain(mirror.map(|_| image_host.to_string()));
-    respond_with(req, keys.collect(), got, crate::warm::now())
+    respond_with(req, keys.collect(), got, acr_proto::time::now_unix())
 }
 
 /// kubelet's response for what the engine answered, as a credential under each of `keys` (the

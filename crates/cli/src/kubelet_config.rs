@@ -230,7 +230,7 @@ fn name(p: &Value) -> Option<&str> {
 fn shown(v: Option<&Value>) -> String {
     match v {
         None | Some(Value::Null) => "missing".into(),
-        Some(Value::String(s)) => format!("{:?}", s.chars().take(80).collect::<String>()),
+        Some(Value::String(s)) => format!("{:?}", acr_proto::text::printable(s, 80)),
         Some(_) => "not a string".into(),
     }
 }

@@ -58,7 +58,10 @@ pub fn run_code() -> u8 {
 fn dispatch(cmd: args::Command) -> u8 {
     use args::Command::*;
     match cmd {
-        Help => output::help(),
+        Help => {
+            output::stdout_line(args::USAGE);
+            0
+        }
         Version => output::version(),
         Get => docker::get(),
         Store => docker::store(),

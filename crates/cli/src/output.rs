@@ -8,20 +8,18 @@ use std::io::Write;
 /// closed pipe) are ignored: there is nobody left to tell.
 pub fn stdout_line(text: &str) {
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{}", clean(text));
+    let _ = writeln!(out, "{}", acr_proto::text::printable(text, usize::MAX));
     let _ = out.flush();
-}
-
-/// One line without control characters.
-pub fn clean(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
 }
 
 /// Writes one line to stderr (notices, warnings, non-protocol errors).
 pub fn stderr_line(text: &str) {
-    let _ = writeln!(std::io::stderr().lock(), "{}: {}", crate::NAME, clean(text));
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "{}: {}",
+        crate::NAME,
+        acr_proto::text::printable(text, usize::MAX)
+    );
 }
 
 /// `version`: the docker-credential-helpers format `<name> (<package>) <version>`.
@@ -31,11 +29,5 @@ pub fn version() -> u8 {
         crate::NAME,
         env!("CARGO_PKG_VERSION")
     ));
-    0
-}
-
-/// `--help`.
-pub fn help() -> u8 {
-    stdout_line(crate::args::USAGE);
     0
 }

@@ -112,13 +112,6 @@ pub fn parse_login(rest: &[&str]) -> Result<LoginOpts, String> {
     Ok(o)
 }
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// `login`: the device flow, then the refresh token into the keyring. Nothing on stdout.
 pub fn login(opts: LoginOpts) -> u8 {
     match login_inner(opts) {
@@ -186,7 +179,7 @@ fn login_inner(opts: LoginOpts) -> Result<String, String> {
     let account = tokens
         .account
         .ok_or("Entra's answer did not name the account (no ID token)")?;
-    let now = unix_now();
+    let now = acr_proto::time::now_unix();
     let entry = SignIn {
         tenant: tid.clone(),
         account: account.clone(),
@@ -228,8 +221,8 @@ async fn device_flow(
     .map_err(|e| e.to_string())?;
     stderr_line(&format!(
         "To sign in, open {} in a browser and enter the code {} (valid {} minutes).",
-        crate::args::printable(&code.verification_uri),
-        crate::args::printable(&code.user_code),
+        acr_proto::text::printable(&code.verification_uri, 64),
+        acr_proto::text::printable(&code.user_code, 64),
         code.expires_in / 60
     ));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(code.expires_in);
@@ -321,7 +314,7 @@ pub fn describe_all() -> Vec<String> {
     let Some(store) = store() else {
         return Vec::new();
     };
-    let now = unix_now();
+    let now = acr_proto::time::now_unix();
     signin::load_index(&store.index)
         .iter()
         .map(|s| match s.refused_at {
@@ -330,7 +323,7 @@ pub fn describe_all() -> Vec<String> {
                 s.account,
                 s.tenant,
                 s.client_id,
-                crate::warm::human(now.saturating_sub(at)),
+                acr_proto::time::human(now.saturating_sub(at)),
                 signin::LOGIN_COMMAND,
                 s.tenant
             ),
@@ -339,9 +332,9 @@ pub fn describe_all() -> Vec<String> {
                 s.account,
                 s.tenant,
                 s.client_id,
-                crate::warm::human(now.saturating_sub(s.signed_in_at)),
-                crate::warm::human(now.saturating_sub(s.refreshed_at)),
-                crate::warm::human(s.valid_until().saturating_sub(now)),
+                acr_proto::time::human(now.saturating_sub(s.signed_in_at)),
+                acr_proto::time::human(now.saturating_sub(s.refreshed_at)),
+                acr_proto::time::human(s.valid_until().saturating_sub(now)),
             ),
         })
         .collect()

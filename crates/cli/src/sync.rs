@@ -72,7 +72,7 @@ impl Sink for FileSink {
 
     fn write(&self, creds: &[Fresh]) -> Result<(), String> {
         let text = authfile::docker_config(creds).to_string() + "\n";
-        authfile::write_private(&self.0, text.as_bytes())
+        acr_token::files::replace_private(&self.0, text.as_bytes())
             .map_err(|e| format!("cannot write {}: {e}", self.0.display()))
     }
 }
@@ -260,7 +260,7 @@ fn retry_wait(attempt: &mut u32) -> Duration {
 /// (`min_ttl`, capped at 2/3 of its lifetime: the agent's rule, `Policy::floor`), at least 1 s and at most 10 min
 /// from now. Static logins do not expire; they are re-read every 10 minutes.
 fn next_check(creds: &[Fresh], min_ttl: u64) -> Duration {
-    let now = warm::now();
+    let now = acr_proto::time::now_unix();
     let policy = Policy {
         min_ttl,
         ..Policy::default()

@@ -10,7 +10,7 @@ use crate::reach::{self, GetError, Route};
 use acr_proto::config::Config;
 use acr_proto::host::{HostError, RegistryHost};
 use acr_proto::Secret;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 use thiserror::Error;
 
 /// Runs `warm`; exit 1 if any registry failed.
@@ -26,7 +26,11 @@ pub fn run(min_ttl: Option<u64>, registries: &[String]) -> u8 {
     for raw in registries {
         match acquire(raw, min_ttl, &config) {
             Ok(fresh) => stdout_line(&match fresh.expires_at {
-                Some(_) => format!("{}: token valid for {}", fresh.host, human(fresh.left())),
+                Some(_) => format!(
+                    "{}: token valid for {}",
+                    fresh.host,
+                    acr_proto::time::human(fresh.left())
+                ),
                 None => format!(
                     "{}: static login (stored by docker login; no expiry)",
                     fresh.host
@@ -57,16 +61,8 @@ impl Fresh {
     /// Seconds of life left now (`u64::MAX` for a static login).
     pub fn left(&self) -> u64 {
         self.expires_at
-            .map_or(u64::MAX, |e| e.saturating_sub(now()))
+            .map_or(u64::MAX, |e| e.saturating_sub(acr_proto::time::now_unix()))
     }
-}
-
-/// Unix seconds now.
-pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// Why `warm` (and `export`, `sync`) got no credential for a registry. One line each, saying
@@ -88,7 +84,7 @@ pub enum WarmError {
         host: RegistryHost,
     },
     /// The registry's tokens do not live as long as `--min-ttl` asks.
-    #[error("{host}: its token has only {} left but --min-ttl asks for {}; the registry's tokens live only so long, so split the job or lower --min-ttl", human(*.left), human(*.want))]
+    #[error("{host}: its token has only {} left but --min-ttl asks for {}; the registry's tokens live only so long, so split the job or lower --min-ttl", acr_proto::time::human(*.left), acr_proto::time::human(*.want))]
     TooShort {
         /// The registry.
         host: RegistryHost,
@@ -105,7 +101,7 @@ pub enum WarmError {
 /// The registry `raw` names, when it is one we serve. No I/O: a foreign host means no traffic.
 pub fn recognise(raw: &str, config: &Config) -> Result<RegistryHost, WarmError> {
     let host = RegistryHost::parse(raw).map_err(|source| WarmError::BadHost {
-        shown: crate::output::clean(raw),
+        shown: acr_proto::text::printable(raw, usize::MAX),
         source,
     })?;
     if !config.recognises(&host) {
@@ -156,13 +152,4 @@ pub fn fetch(raw: &str, min_ttl: Option<u64>, config: &Config) -> Result<Fresh, 
         secret: answer.secret,
         expires_at: Some(answer.expires_at),
     })
-}
-
-/// `2h05m`, `40s`.
-pub fn human(secs: u64) -> String {
-    match secs {
-        s if s >= 3600 => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
-        s if s >= 60 => format!("{}m{:02}s", s / 60, s % 60),
-        s => format!("{s}s"),
-    }
 }

@@ -17,8 +17,6 @@
 //! - `--namespace-selector` keeps the Secret in every namespace whose labels match, including
 //!   namespaces created later.
 
-#![warn(missing_docs)]
-
 mod keeper;
 mod lease;
 mod namespaces;

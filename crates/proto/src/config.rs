@@ -53,6 +53,23 @@ pub enum IdentityKind {
     SignedIn,
 }
 
+impl IdentityKind {
+    /// The kind as the config file spells it (`identity = "client-secret"`), for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            IdentityKind::Auto => "auto",
+            IdentityKind::ClientSecret => "client-secret",
+            IdentityKind::ClientCertificate => "client-certificate",
+            IdentityKind::WorkloadIdentity => "workload-identity",
+            IdentityKind::GithubActions => "github-actions",
+            IdentityKind::AzurePipelines => "azure-pipelines",
+            IdentityKind::ManagedIdentity => "managed-identity",
+            IdentityKind::AzureCli => "azure-cli",
+            IdentityKind::SignedIn => "signed-in",
+        }
+    }
+}
+
 /// The form of the answer to `get`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
@@ -207,7 +224,7 @@ impl Config {
             let line = e
                 .span()
                 .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
-            let msg = e.message().replace('\n', " ");
+            let msg = crate::text::printable(e.message(), usize::MAX);
             match line {
                 Some(n) => format!("line {n}: {msg}"),
                 None => msg,

@@ -12,7 +12,9 @@ pub mod env;
 pub mod host;
 pub mod ipc;
 pub mod paths;
+pub mod private_file;
 pub mod secret;
+pub mod text;
 pub mod time;
 
 pub use secret::Secret;

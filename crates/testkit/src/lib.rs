@@ -41,8 +41,6 @@
 //! assert_eq!(fake.count(Endpoint::AcrChallenge), 1);
 //! ```
 
-#![warn(missing_docs)]
-
 mod acr;
 mod ca;
 mod device;

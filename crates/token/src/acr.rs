@@ -160,14 +160,25 @@ pub async fn challenge(
     Ok(Realm { service, origin })
 }
 
-/// The realm's https origin if, and only if, it is the registry's own host.
+/// The realm's https origin if, and only if, it is the registry's own host. The realm is read
+/// by `url`, the WHATWG parser the HTTP client itself uses, so the host checked is the host a
+/// request to the realm would reach (backslashes, percent-escapes, user-info and default ports
+/// included), not what a hand-written split thinks it is.
 pub fn realm_origin(realm: &str, registry: &RegistryHost) -> Result<String, String> {
-    let rest = realm.strip_prefix("https://").ok_or_else(|| {
-        format!("challenge realm {realm:?} is not https; refusing to send credentials")
-    })?;
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let realm_host = RegistryHost::parse(authority)
-        .map_err(|_| format!("challenge realm {realm:?} is not a valid URL"))?;
+    let not_https =
+        || format!("challenge realm {realm:?} is not an https URL; refusing to send credentials");
+    let url = url::Url::parse(realm).map_err(|_| not_https())?;
+    if url.scheme() != "https" {
+        return Err(not_https());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!(
+            "challenge realm {realm:?} carries user information; refusing to send credentials"
+        ));
+    }
+    let authority = crate::identity::authority(&url).ok_or_else(not_https)?;
+    let realm_host = RegistryHost::parse(&authority)
+        .map_err(|_| format!("challenge realm {realm:?} names no valid host"))?;
     if &realm_host != registry {
         return Err(format!("challenge realm points at {realm_host}, not the registry itself; refusing to send an Entra token there"));
     }
@@ -297,16 +308,30 @@ mod tests {
             realm_origin("https://myreg.azurecr.io/oauth2/token", &r).unwrap(),
             "https://myreg.azurecr.io"
         );
-        assert_eq!(
-            realm_origin("https://MYREG.azurecr.io:443/oauth2/token", &r).unwrap(),
-            "https://myreg.azurecr.io"
-        );
+        // Read as the HTTP client reads it: scheme and host in any case, the default port, a
+        // trailing dot, a percent-escaped dot all name the registry itself.
+        for same in [
+            "https://MYREG.azurecr.io:443/oauth2/token",
+            "HTTPS://myreg.azurecr.io./oauth2/token?scope=x",
+            "https://myreg%2Eazurecr.io/oauth2/token",
+        ] {
+            assert_eq!(
+                realm_origin(same, &r).unwrap(),
+                "https://myreg.azurecr.io",
+                "{same}"
+            );
+        }
         for bad in [
             "http://myreg.azurecr.io/oauth2/token",
             "https://evil.example/oauth2/token",
             "https://myreg.azurecr.io.evil.example/x",
             "https://myreg.azurecr.io@evil.example/",
             "https://myreg.azurecr.io:8443/x",
+            "https://evil.example\\@myreg.azurecr.io/",
+            "https://user@myreg.azurecr.io/oauth2/token",
+            "HTTP://myreg.azurecr.io/",
+            "myreg.azurecr.io/oauth2/token",
+            "",
         ] {
             assert!(realm_origin(bad, &r).is_err(), "{bad}");
         }

@@ -2,7 +2,6 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Wall-clock time in unix seconds. Token lifetimes are wall-clock facts (the registry checks
 /// them with its clock), so expiry uses this, never a monotonic timer alone.
@@ -17,10 +16,7 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> u64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0)
+        acr_proto::time::now_unix()
     }
 }
 

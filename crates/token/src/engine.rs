@@ -135,11 +135,12 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
-    /// An engine on `clock`; probes (locally) whether this machine is an Azure VM.
-    pub fn new(clock: Arc<dyn Clock>) -> Self {
+    /// An engine on `clock` for a machine with these facts (production reads them once with
+    /// [`plan::Machine::probe`]; tests pass `Machine::default()`).
+    pub fn new(clock: Arc<dyn Clock>, machine: plan::Machine) -> Self {
         Engine {
             clock,
-            azure_vm: plan::is_azure_vm(std::path::Path::new(plan::ASSET_TAG_PATH)),
+            azure_vm: machine.azure_vm,
             clients: Mutex::new(HashMap::new()),
             entra: EntraCache::default(),
             entra_calls: AtomicU64::new(0),

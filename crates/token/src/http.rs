@@ -164,7 +164,7 @@ pub fn describe(err: &reqwest::Error) -> String {
             .cloned()
             .unwrap_or_else(|| "request failed".to_string())
     };
-    what.replace('\n', " ")
+    acr_proto::text::printable(&what, usize::MAX)
 }
 
 fn tls_failure(chain: &[String]) -> String {
@@ -172,23 +172,11 @@ fn tls_failure(chain: &[String]) -> String {
     format!("TLS failed ({detail}); if a proxy or private CA is in the way, add its CA to the system trust store or SSL_CERT_FILE")
 }
 
-/// Reads `Retry-After` as delay-seconds or an HTTP-date (RFC 9110 §10.2.3), capped at 10 minutes.
+/// The `Retry-After` of a response, parsed by [`crate::retry::parse_retry_after`] against the
+/// system clock.
 pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    parse_retry_after(headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?)
-}
-
-/// Parses one `Retry-After` value against the system clock; a date in the past means "now".
-pub fn parse_retry_after(value: &str) -> Option<Duration> {
-    let value = value.trim();
-    let wait = match value.parse::<u64>() {
-        Ok(secs) => Duration::from_secs(secs),
-        Err(_) => {
-            let at = httpdate::parse_http_date(value).ok()?;
-            at.duration_since(std::time::SystemTime::now())
-                .unwrap_or(Duration::ZERO)
-        }
-    };
-    Some(wait.min(Duration::from_secs(600)))
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    crate::retry::parse_retry_after(value, acr_proto::time::now_unix())
 }
 
 /// Largest response body read from Entra, a managed identity endpoint, a CI issuer or the
@@ -205,26 +193,4 @@ pub async fn body_capped(mut resp: reqwest::Response) -> Result<String, String> 
         out.extend_from_slice(&chunk);
     }
     String::from_utf8(out).map_err(|_| "answer is not UTF-8".to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retry_after_in_seconds_and_as_a_date() {
-        assert_eq!(parse_retry_after("2"), Some(Duration::from_secs(2)));
-        assert_eq!(parse_retry_after("99999"), Some(Duration::from_secs(600)));
-        let soon = std::time::SystemTime::now() + Duration::from_secs(120);
-        let d = parse_retry_after(&httpdate::fmt_http_date(soon)).unwrap();
-        assert!(
-            d > Duration::from_secs(100) && d <= Duration::from_secs(120),
-            "{d:?}"
-        );
-        assert_eq!(
-            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
-            Some(Duration::ZERO)
-        );
-        assert_eq!(parse_retry_after("soon"), None);
-    }
 }

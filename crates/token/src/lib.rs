@@ -25,7 +25,7 @@ pub mod signin;
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use engine::{Acquirer, Engine};
 pub use error::TokenError;
-pub use plan::Plan;
+pub use plan::{Machine, Plan};
 
 use acr_proto::Secret;
 

@@ -168,11 +168,145 @@ pub struct Plan {
     pub fallback: Option<Box<Source>>,
     /// Identity in words for messages and `agent status` (never a secret).
     pub identity: String,
+    /// Why the planner chose [`Plan::source`], so `doctor` reports the planner's reasons
+    /// instead of re-deriving them.
+    pub why: Why,
+}
+
+/// What made the planner choose a plan's source (names of variables, never their values).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Chosen {
+    /// `identity = "<kind>"` in the config file skipped the chain walk.
+    Config(IdentityKind),
+    /// The chain walk: the first complete source won.
+    Chain,
+    /// The caller gave the source (a kubelet service-account token).
+    Given,
+}
+
+/// The planner's reasons for one plan, for `doctor`: which variables selected the source, and
+/// which identity variables were set but not used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Why {
+    /// How the source was chosen.
+    pub chosen: Chosen,
+    /// The set variables that selected the source, by name (`` `az` on PATH `` first for the
+    /// Azure CLI); empty when nothing but availability chose it.
+    pub selected_by: Vec<&'static str>,
+    /// Identity variables ([`CHAIN_VARS`]) set in the caller's environment but not used.
+    pub also_set: Vec<&'static str>,
+}
+
+/// Variables that take part in choosing an identity; only their names are ever shown (several,
+/// [`acr_proto::env::SECRET_VARS`], hold secrets).
+pub const CHAIN_VARS: &[&str] = &[
+    "AZURE_TENANT_ID",
+    "AZURE_CLIENT_ID",
+    "AZURE_CLIENT_SECRET",
+    "AZURE_CLIENT_CERTIFICATE_PATH",
+    "AZURE_CLIENT_CERTIFICATE_PASSWORD",
+    "AZURE_FEDERATED_TOKEN_FILE",
+    "ACTIONS_ID_TOKEN_REQUEST_URL",
+    "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+    "SYSTEM_OIDCREQUESTURI",
+    "SYSTEM_ACCESSTOKEN",
+    "AZURESUBSCRIPTION_SERVICE_CONNECTION_ID",
+    "AZURE_SERVICE_CONNECTION_ID",
+    "IDENTITY_ENDPOINT",
+    "IDENTITY_HEADER",
+    "AZURE_POD_IDENTITY_AUTHORITY_HOST",
+];
+
+impl Why {
+    fn of(chosen: Chosen, source: &Source, env: &IdentityEnv) -> Self {
+        let selected_by = selecting_vars(source, env);
+        let also_set = CHAIN_VARS
+            .iter()
+            .copied()
+            .filter(|v| env.get(v).is_some() && !selected_by.contains(v))
+            .collect();
+        Why {
+            chosen,
+            selected_by,
+            also_set,
+        }
+    }
+}
+
+/// The set variables that selected `source`, by name.
+fn selecting_vars(source: &Source, env: &IdentityEnv) -> Vec<&'static str> {
+    const SP: [&str; 2] = ["AZURE_TENANT_ID", "AZURE_CLIENT_ID"];
+    let wanted: Vec<&'static str> = match source {
+        Source::ClientSecret { .. } => [&SP[..], &["AZURE_CLIENT_SECRET"]].concat(),
+        Source::ClientCertificate { .. } => [
+            &SP[..],
+            &[
+                "AZURE_CLIENT_CERTIFICATE_PATH",
+                "AZURE_CLIENT_CERTIFICATE_PASSWORD",
+            ],
+        ]
+        .concat(),
+        Source::Federated { assertion, .. } => match assertion {
+            AssertionSource::File(_) => [&SP[..], &["AZURE_FEDERATED_TOKEN_FILE"]].concat(),
+            AssertionSource::GithubActions { .. } => [
+                &SP[..],
+                &[
+                    "ACTIONS_ID_TOKEN_REQUEST_URL",
+                    "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+                ],
+            ]
+            .concat(),
+            AssertionSource::AzurePipelines { .. } => [
+                &SP[..],
+                &[
+                    "SYSTEM_OIDCREQUESTURI",
+                    "SYSTEM_ACCESSTOKEN",
+                    "AZURESUBSCRIPTION_SERVICE_CONNECTION_ID",
+                    "AZURE_SERVICE_CONNECTION_ID",
+                ],
+            ]
+            .concat(),
+            AssertionSource::Static(_) => Vec::new(),
+        },
+        Source::ManagedIdentity { endpoint, .. } => match endpoint {
+            MiEndpoint::AppService { .. } => {
+                vec!["IDENTITY_ENDPOINT", "IDENTITY_HEADER", "AZURE_CLIENT_ID"]
+            }
+            MiEndpoint::Imds { .. } => vec!["AZURE_POD_IDENTITY_AUTHORITY_HOST", "AZURE_CLIENT_ID"],
+        },
+        Source::AzureCli { .. } | Source::SignedIn(_) => vec!["AZURE_TENANT_ID"],
+    };
+    let mut used: Vec<&'static str> = wanted
+        .into_iter()
+        .filter(|v| env.get(v).is_some())
+        .collect();
+    if let Source::AzureCli { .. } = source {
+        used.insert(0, "`az` on PATH");
+    }
+    used
 }
 
 /// Probes whether this machine is an Azure VM (so IMDS exists). Reads one local file.
 pub fn is_azure_vm(asset_tag_path: &Path) -> bool {
     std::fs::read_to_string(asset_tag_path).is_ok_and(|t| t.trim() == AZURE_ASSET_TAG)
+}
+
+/// Facts about the machine that change the plan. Read once at the edge of a process
+/// ([`Machine::probe`]) and passed in, so the planner and engine do no probing of their own and
+/// tests plan the same on an Azure VM as anywhere else (`Machine::default()`: not a VM).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Machine {
+    /// Whether this is an Azure VM (DMI chassis asset tag), so IMDS exists.
+    pub azure_vm: bool,
+}
+
+impl Machine {
+    /// Reads this machine's facts (the DMI asset tag, [`ASSET_TAG_PATH`]).
+    pub fn probe() -> Self {
+        Machine {
+            azure_vm: is_azure_vm(Path::new(ASSET_TAG_PATH)),
+        }
+    }
 }
 
 /// Decides the plan for `registry`, or `Ok(None)` when the registry is not ours.
@@ -247,11 +381,12 @@ fn plan_with(
         azure_vm,
         signins,
     };
-    let source = match (forced, s.identity.unwrap_or_default()) {
-        (Some(source), _) => source,
-        (None, IdentityKind::Auto) => auto(&ctx)?,
-        (None, kind) => explicit(kind, &ctx)?,
+    let (source, chosen) = match (forced, s.identity.unwrap_or_default()) {
+        (Some(source), _) => (source, Chosen::Given),
+        (None, IdentityKind::Auto) => (auto(&ctx)?, Chosen::Chain),
+        (None, kind) => (explicit(kind, &ctx)?, Chosen::Config(kind)),
     };
+    let why = Why::of(chosen, &source, env);
     let identity = describe(&source);
     let material = identity_material(&authority, &scope, &source, env);
     let key = crate::keyed::hash(&[&material, &registry.to_string()]);
@@ -283,6 +418,7 @@ fn plan_with(
         identity_key,
         fallback,
         identity,
+        why,
     }))
 }
 
@@ -295,13 +431,7 @@ pub fn authority_and_scope(
     label: &str,
 ) -> Result<(String, String), TokenError> {
     let s = &resolved.settings;
-    let authority = s
-        .authority_host
-        .as_deref()
-        .or(env.get("AZURE_AUTHORITY_HOST"))
-        .unwrap_or(resolved.cloud.authority_host())
-        .trim_end_matches('/')
-        .to_string();
+    let authority = authority_of(Some(resolved), env);
     if !authority.starts_with("https://") {
         return Err(TokenError::IdentityConfig {
             identity: "Entra authority".into(),
@@ -312,6 +442,23 @@ pub fn authority_and_scope(
         });
     }
     Ok((authority, scope_for(s.audience.as_deref(), resolved.cloud)))
+}
+
+/// The one authority rule: the config's `authority_host`, else `AZURE_AUTHORITY_HOST`, else the
+/// cloud's (public when no config entry serves the registry), without a trailing slash.
+fn authority_of(resolved: Option<&acr_proto::config::Resolved>, env: &IdentityEnv) -> String {
+    resolved
+        .and_then(|r| r.settings.authority_host.as_deref())
+        .or(env.get("AZURE_AUTHORITY_HOST"))
+        .unwrap_or_else(|| resolved.map_or(Cloud::Public, |r| r.cloud).authority_host())
+        .trim_end_matches('/')
+        .to_string()
+}
+
+/// The Entra authority a registry's plans use, also when no plan can be made (so `doctor` can
+/// still probe it): the one authority rule applied to its resolved settings.
+pub fn authority_for(registry: &RegistryHost, env: &IdentityEnv, config: &Config) -> String {
+    authority_of(config.resolve(registry).as_ref(), env)
 }
 
 /// The Entra scope for an audience setting.
@@ -549,21 +696,11 @@ fn explicit(kind: IdentityKind, c: &Ctx) -> Result<Source, TokenError> {
     })
 }
 
+/// Whether the caller's PATH (not the agent's) finds an executable `az`.
 fn az_on_path(env: &IdentityEnv) -> bool {
-    env.get("PATH")
-        .is_some_and(|p| std::env::split_paths(p).any(|d| is_executable(&d.join("az"))))
-}
-
-fn is_executable(p: &Path) -> bool {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    }
-    #[cfg(not(unix))]
-    {
-        p.with_extension("cmd").is_file() || p.is_file()
-    }
+    env.get("PATH").is_some_and(|p| {
+        which::which_in_global("az", Some(p)).is_ok_and(|mut found| found.next().is_some())
+    })
 }
 
 /// Identity in words: kind and public ids only.

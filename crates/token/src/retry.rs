@@ -71,9 +71,33 @@ pub fn delay_after(err: &TokenError, attempt: u32, cap: Duration, jitter: f64) -
     err.retry_after().map_or(b, |r| r.max(b))
 }
 
+/// Longest `Retry-After` honoured: a server asking for more is waited on for this long.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
+
+/// The one `Retry-After` parser (RFC 9110 §10.2.3): delay-seconds or an HTTP-date, read against
+/// `now` (unix seconds; a date in the past means "now"), capped at [`MAX_RETRY_AFTER`]. Every
+/// upstream answer (reqwest responses, azure_core errors) goes through here.
+pub fn parse_retry_after(value: &str, now: u64) -> Option<Duration> {
+    let value = value.trim();
+    let wait = match value.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => Duration::from_secs(http_date_unix(value)?.saturating_sub(now)),
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
+}
+
+/// An HTTP-date (RFC 9110 §5.6.7, e.g. a `Date` header) in unix seconds; `None` if unreadable
+/// or before 1970.
+pub fn http_date_unix(value: &str) -> Option<u64> {
+    let at = httpdate::parse_http_date(value.trim()).ok()?;
+    at.duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_secs())
+}
+
 /// One line telling the user when to try again, for a `Retry-After` the budget cannot wait for.
 pub fn retry_hint(wait: Duration) -> String {
-    let at = std::time::SystemTime::now() + wait;
+    let at = acr_proto::time::system_time(acr_proto::time::now_unix()) + wait;
     format!(
         "the server asked to wait {} s: retry after {}",
         wait.as_secs(),
@@ -144,6 +168,29 @@ mod tests {
             message: "HTTP 503".into(),
             retry_after: retry_after.map(Duration::from_secs),
         }
+    }
+
+    #[test]
+    fn retry_after_in_seconds_and_as_a_date() {
+        assert_eq!(parse_retry_after("2", 0), Some(Duration::from_secs(2)));
+        assert_eq!(parse_retry_after(" 99999 ", 0), Some(MAX_RETRY_AFTER));
+        // 2015-10-21T07:28:00Z is 1445412480.
+        let date = "Wed, 21 Oct 2015 07:28:00 GMT";
+        assert_eq!(
+            parse_retry_after(date, 1_445_412_480 - 120),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after(date, 1_445_412_480 + 5),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", 0), None);
+        assert_eq!(http_date_unix(date), Some(1_445_412_480));
+        assert_eq!(
+            http_date_unix("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(784_111_777)
+        );
+        assert_eq!(http_date_unix("Sun, 06 Nov 1994 08:49:37 CET"), None);
     }
 
     #[test]

@@ -122,34 +122,9 @@ pub fn load_index(path: &Path) -> Vec<SignIn> {
 
 /// Writes the index atomically, owner-only (a new directory is created 0700).
 pub fn save_index(path: &Path, index: &[SignIn]) -> Result<(), String> {
-    use std::io::Write;
-    let dir = path.parent().ok_or("bad index path")?;
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder
-        .create(dir)
-        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let tmp = dir.join(format!(".{INDEX_FILE}.{}.tmp", std::process::id()));
     let body = serde_json::to_vec_pretty(index).map_err(|e| e.to_string())?;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut f = options
-        .open(&tmp)
-        .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-    f.write_all(&body)
-        .and_then(|_| f.sync_all())
-        .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    crate::files::replace_private(path, &body)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 /// Adds or replaces the sign-in of (tenant, account).

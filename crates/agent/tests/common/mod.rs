@@ -51,7 +51,7 @@ pub struct FakeAcquirer {
 impl FakeAcquirer {
     pub fn new(clock: Arc<dyn Clock>, lifetime_secs: u64, delay: Duration) -> Arc<Self> {
         Arc::new(FakeAcquirer {
-            planner: Engine::new(clock.clone()),
+            planner: Engine::new(clock.clone(), acr_token::Machine::default()),
             clock,
             lifetime: AtomicU64::new(lifetime_secs),
             delay,

@@ -10,7 +10,6 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use ring::signature::RsaKeyPair;
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Lifetime of each assertion; Entra only needs it for the one token request.
 const ASSERTION_LIFETIME_SECS: u64 = 600;
@@ -176,11 +175,7 @@ impl azure_identity::ClientAssertion for CertificateAssertion {
         &self,
         _options: Option<ClientMethodOptions<'_>>,
     ) -> azure_core::Result<String> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        self.sign(now)
+        self.sign(acr_proto::time::now_unix())
             .map_err(|m| azure_core::Error::with_message(ErrorKind::Credential, m))
     }
 }

@@ -224,7 +224,7 @@ fn http_failure(err: &azure_core::Error) -> (Option<u16>, Option<std::time::Dura
                         let value = r
                             .headers()
                             .get_optional_str(&azure_core::http::headers::RETRY_AFTER)?;
-                        crate::http::parse_retry_after(value)
+                        crate::retry::parse_retry_after(value, acr_proto::time::now_unix())
                     });
                     return (Some(u16::from(*status)), retry_after, connection);
                 }
@@ -239,16 +239,25 @@ fn http_failure(err: &azure_core::Error) -> (Option<u16>, Option<std::time::Dura
 
 pub(crate) fn first_sentence(text: &str) -> String {
     let line = text.lines().next().unwrap_or("").trim();
-    let cut: String = line.chars().take(300).collect();
+    let cut = acr_proto::text::printable(line, 300);
     cut.trim_end_matches('.').to_string()
 }
 
-pub(crate) fn host_of(url: &str) -> String {
-    url.split("://")
-        .nth(1)
-        .unwrap_or(url)
-        .split(['/', '?'])
-        .next()
-        .unwrap_or("")
-        .to_string()
+/// `host[:port]` of an endpoint URL for error messages (never its user-info, path or query);
+/// text that is not a URL is shown as it is.
+pub(crate) fn host_of(endpoint: &str) -> String {
+    url::Url::parse(endpoint)
+        .ok()
+        .and_then(|u| authority(&u))
+        .unwrap_or_else(|| endpoint.to_string())
+}
+
+/// `host[:port]` of a parsed URL, the port only when it is not the scheme's default; `None` for a
+/// URL without a host.
+pub(crate) fn authority(url: &url::Url) -> Option<String> {
+    let host = url.host_str()?;
+    Some(match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    })
 }

@@ -2,12 +2,12 @@
 //! kubelet mirror mappings and wildcard patterns outside the ACR suffixes. They are legitimate
 //! setups, so each is a warning that names the risk and how to narrow it, never a failure.
 
-use super::Report;
+use crate::doctor::render::Report;
 use acr_proto::config::Config;
 use acr_proto::host::ACR_SUFFIXES;
 
 /// One warning per kubelet mirror mapping and per non-ACR wildcard pattern.
-pub(super) fn check(r: &mut Report, config: &Config) {
+pub(in crate::doctor) fn check(r: &mut Report, config: &Config) {
     for (upstream, acr) in &config.kubelet.mirrors {
         r.warn(
             "kubelet mirror",

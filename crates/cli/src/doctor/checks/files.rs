@@ -1,7 +1,7 @@
 //! Local checks: the helper on PATH, docker's `config.json` and containers' `auth.json` files.
 
-use super::Report;
 use crate::configure::{containers_auth_path, docker_config_path, on_path};
+use crate::doctor::render::Report;
 use acr_proto::config::Config;
 use acr_proto::host::RegistryHost;
 use serde_json::{Map, Value};
@@ -11,22 +11,16 @@ use std::path::{Path, PathBuf};
 const HELPER: &str = "acr";
 
 /// Whether `docker-credential-acr` is on PATH, and whether PATH finds this very binary.
-pub(super) fn path(r: &mut Report) {
+pub(in crate::doctor) fn path(r: &mut Report) {
     let name = crate::NAME;
-    if !on_path() {
+    let Some(found) = on_path() else {
         r.fail(
             "PATH",
             &format!("{name} is not on PATH, so docker, podman and kubelet cannot run it"),
             Some("install it into a PATH directory (install/install.sh) or add its directory to PATH"),
         );
         return;
-    }
-    let found = std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join(name))
-            .find(|f| f.is_file())
-    });
-    let Some(found) = found else { return };
+    };
     let me = std::env::current_exe().and_then(|p| p.canonicalize());
     match (found.canonicalize(), me) {
         (Ok(a), Ok(b)) if a == b => r.ok("PATH", &format!("{} is this binary", found.display())),
@@ -43,17 +37,28 @@ pub(super) fn path(r: &mut Report) {
     }
 }
 
-/// Reads a JSON object file: `Ok(None)` if missing, `Err` (one line) if unreadable or not an object.
-fn read_doc(file: &Path) -> Result<Option<Map<String, Value>>, String> {
+/// Why a client's credential file cannot be used.
+#[derive(Debug, thiserror::Error)]
+enum DocError {
+    #[error("{path} is not a JSON object", path = .0.display())]
+    NotAnObject(PathBuf),
+    #[error("{path} is not valid JSON ({1})", path = .0.display())]
+    Invalid(PathBuf, serde_json::Error),
+    #[error("cannot read {path}: {1}", path = .0.display())]
+    Unreadable(PathBuf, std::io::Error),
+}
+
+/// Reads a JSON object file: `Ok(None)` if missing, `Err` if unreadable or not an object.
+fn read_doc(file: &Path) -> Result<Option<Map<String, Value>>, DocError> {
     match std::fs::read_to_string(file) {
         Ok(text) if text.trim().is_empty() => Ok(Some(Map::new())),
         Ok(text) => match serde_json::from_str::<Value>(&text) {
             Ok(Value::Object(m)) => Ok(Some(m)),
-            Ok(_) => Err(format!("{} is not a JSON object", file.display())),
-            Err(e) => Err(format!("{} is not valid JSON ({e})", file.display())),
+            Ok(_) => Err(DocError::NotAnObject(file.to_path_buf())),
+            Err(e) => Err(DocError::Invalid(file.to_path_buf(), e)),
         },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("cannot read {}: {e}", file.display())),
+        Err(e) => Err(DocError::Unreadable(file.to_path_buf(), e)),
     }
 }
 
@@ -72,7 +77,7 @@ fn containers_files() -> Vec<PathBuf> {
 }
 
 /// ACR hosts named in any credential file (used when no registry was given).
-pub(super) fn acr_hosts(config: &Config) -> Vec<RegistryHost> {
+pub(in crate::doctor) fn acr_hosts(config: &Config) -> Vec<RegistryHost> {
     let mut hosts: Vec<RegistryHost> = Vec::new();
     let mut files = vec![docker_config_path()];
     files.extend(containers_files());
@@ -119,7 +124,7 @@ fn entry_for<'a>(helpers: Option<&'a Map<String, Value>>, host: &RegistryHost) -
 }
 
 /// docker's `config.json`: is the helper wired for the registry (or for any ACR host)?
-pub(super) fn docker_config(r: &mut Report, hosts: &[RegistryHost], explicit: bool) {
+pub(in crate::doctor) fn docker_config(r: &mut Report, hosts: &[RegistryHost], explicit: bool) {
     const CHECK: &str = "docker config";
     let file = docker_config_path();
     let shown = file.display();
@@ -127,7 +132,7 @@ pub(super) fn docker_config(r: &mut Report, hosts: &[RegistryHost], explicit: bo
         Err(e) => {
             r.fail(
                 CHECK,
-                &e,
+                &e.to_string(),
                 Some("fix or move it: docker cannot read it either"),
             );
             return;
@@ -191,7 +196,7 @@ pub(super) fn docker_config(r: &mut Report, hosts: &[RegistryHost], explicit: bo
 }
 
 /// containers' `auth.json` files (podman, skopeo, buildah, CRI-O).
-pub(super) fn containers_auth(r: &mut Report, hosts: &[RegistryHost], explicit: bool) {
+pub(in crate::doctor) fn containers_auth(r: &mut Report, hosts: &[RegistryHost], explicit: bool) {
     const CHECK: &str = "containers auth";
     let mut existing = Vec::new();
     let mut wired = Vec::new();
@@ -200,7 +205,7 @@ pub(super) fn containers_auth(r: &mut Report, hosts: &[RegistryHost], explicit: 
             Err(e) => {
                 r.fail(
                     CHECK,
-                    &e,
+                    &e.to_string(),
                     Some("fix or remove it: podman and skopeo refuse to run with it"),
                 );
                 continue;
@@ -264,11 +269,11 @@ pub(super) fn containers_auth(r: &mut Report, hosts: &[RegistryHost], explicit: 
 
 /// Environment variable holding a whole Docker config JSON; Docker CLI ≥ 28 (and GitLab CI) use
 /// its `auths` entries in preference to the config file's credential helpers.
-pub(super) const DOCKER_AUTH_CONFIG: &str = "DOCKER_AUTH_CONFIG";
+pub(in crate::doctor) const DOCKER_AUTH_CONFIG: &str = "DOCKER_AUTH_CONFIG";
 
 /// Warns when `DOCKER_AUTH_CONFIG` holds a login for a configured registry: those clients then
 /// never ask the helper, and the login in it expires unnoticed. Never echoes the variable's value.
-pub(super) fn docker_auth_config(r: &mut Report, hosts: &[RegistryHost]) {
+pub(in crate::doctor) fn docker_auth_config(r: &mut Report, hosts: &[RegistryHost]) {
     let Some(text) = std::env::var_os(DOCKER_AUTH_CONFIG).filter(|v| !v.is_empty()) else {
         return;
     };
