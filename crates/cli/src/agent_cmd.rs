@@ -78,7 +78,6 @@ pub fn run(opts: AgentRunOpts) -> u8 {
     )));
     let result = rt.block_on(acr_agent::serve(
         options,
-        engine.clone(),
         engine,
         clock,
         ready.take(),

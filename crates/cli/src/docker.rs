@@ -4,39 +4,53 @@
 //! (starting it if needed), print one JSON object. Errors are one line on stdout with exit 1;
 //! hosts we do not serve get Docker's exact not-found text so clients fall back.
 
-use crate::agent_call::{call_agent, time_left};
 use crate::client::{self, ClientError};
-use crate::inproc;
 use crate::output::{stderr_line, stdout_line};
-use acr_proto::config::{Config, CredentialForm, CONFIG_ENV};
-use acr_proto::docker::{Credentials, IDENTITY_TOKEN_USERNAME, NOT_FOUND, NULL_GUID};
-use acr_proto::env::IdentityEnv;
+use crate::reach::{self, GetError, Route};
+use acr_proto::config::{Config, ConfigError};
+use acr_proto::docker::{Credentials, NOT_FOUND, NULL_GUID};
 use acr_proto::host::{HostError, RegistryHost, MAX_SERVER_URL_LEN};
 use acr_proto::ipc::{Request, Response};
-use acr_proto::Secret;
 use acr_token::{Clock, SystemClock};
 use std::io::Read;
 use std::time::{Duration, Instant};
-
-/// Least time worth starting an in-process acquisition with after the agent failed to answer;
-/// with less left the command reports the agent's failure instead of overrunning its budget.
-const MIN_INPROC_BUDGET: Duration = Duration::from_secs(3);
+use thiserror::Error;
 
 /// Largest stdin accepted (a `store` payload with a large token is a few KiB).
 const MAX_STDIN: usize = 1 << 20;
 
-/// Reads stdin up to the cap. `Err` carries the one-line protocol error.
-fn read_stdin() -> Result<String, String> {
+/// Why a Docker verb could not use its input. Each message is the one protocol line printed.
+#[derive(Debug, Error)]
+enum InputError {
+    /// Standard input failed.
+    #[error("cannot read standard input: {0}")]
+    Read(std::io::Error),
+    /// More than [`MAX_STDIN`] bytes (`get` answers not-found: no server URL is that long).
+    #[error("input larger than {MAX_STDIN} bytes")]
+    TooLarge,
+    /// Not text.
+    #[error("input is not valid UTF-8")]
+    NotUtf8,
+    /// No server URL at all.
+    #[error(transparent)]
+    Host(HostError),
+    /// The config file is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// Reads stdin up to the cap.
+fn read_stdin() -> Result<String, InputError> {
     let mut buf = Vec::new();
     std::io::stdin()
         .lock()
         .take(MAX_STDIN as u64 + 1)
         .read_to_end(&mut buf)
-        .map_err(|e| format!("cannot read standard input: {e}"))?;
+        .map_err(InputError::Read)?;
     if buf.len() > MAX_STDIN {
-        return Err(format!("input larger than {MAX_STDIN} bytes"));
+        return Err(InputError::TooLarge);
     }
-    String::from_utf8(buf).map_err(|_| "input is not valid UTF-8".to_string())
+    String::from_utf8(buf).map_err(|_| InputError::NotUtf8)
 }
 
 /// The outcome of recognising a server URL.
@@ -51,16 +65,16 @@ enum Target {
 }
 
 /// Parses the server URL and decides whether we serve it. Never does network I/O.
-fn recognise(input: &str) -> Result<Target, String> {
+fn recognise(input: &str) -> Result<Target, InputError> {
     let host = match RegistryHost::parse(input) {
         Ok(h) => h,
-        Err(HostError::Empty) => return Err(HostError::Empty.to_string()),
+        Err(HostError::Empty) => return Err(InputError::Host(HostError::Empty)),
         Err(e) => {
             tracing::debug!("not a registry we serve: {e}");
             return Ok(Target::NotOurs);
         }
     };
-    let config = Config::load(&|k| std::env::var(k).ok()).map_err(|e| e.to_string())?;
+    let config = Config::load(&|k| std::env::var(k).ok())?;
     if !config.recognises(&host) {
         return Ok(Target::NotOurs);
     }
@@ -70,8 +84,8 @@ fn recognise(input: &str) -> Result<Target, String> {
     })
 }
 
-fn fail(message: &str) -> u8 {
-    stdout_line(message);
+fn fail(message: impl std::fmt::Display) -> u8 {
+    stdout_line(&message.to_string());
     1
 }
 
@@ -79,8 +93,8 @@ fn fail(message: &str) -> u8 {
 pub fn get() -> u8 {
     let input = match read_stdin() {
         Ok(s) => s,
-        Err(e) if e.starts_with("input larger") => return fail(NOT_FOUND),
-        Err(e) => return fail(&e),
+        Err(InputError::TooLarge) => return fail(NOT_FOUND),
+        Err(e) => return fail(e),
     };
     let server_url = input.trim();
     if server_url.len() > MAX_SERVER_URL_LEN {
@@ -89,173 +103,38 @@ pub fn get() -> u8 {
     let (host, config) = match recognise(server_url) {
         Ok(Target::Ours { host, config }) => (host, config),
         Ok(Target::NotOurs) => return fail(NOT_FOUND),
-        Err(e) => return fail(&e),
+        Err(e) => return fail(e),
     };
     // A static login stored by `docker login -u NAME` wins over Entra for its registry.
     let policy = acr_token::policy::Policy::from_settings(&config.agent);
-    let obtained = match crate::statics::lookup(&host.to_string(), &policy) {
-        Some((username, secret)) => Obtained::Credential {
-            username,
-            secret,
-            expires_at: None,
-            warning: None,
-        },
-        None => obtain(&host, &config),
+    let (username, secret) = match crate::statics::lookup(&host.to_string(), &policy) {
+        Some(login) => login,
+        None => {
+            let deadline = Instant::now() + acr_token::retry::DOCKER_BUDGET;
+            match reach::credential(&host, &config, None, Route::UserAgent, None, deadline) {
+                Ok(answer) => {
+                    if let Some(w) = answer.warning {
+                        stderr_line(&w);
+                    }
+                    (answer.username, answer.secret)
+                }
+                Err(GetError::NotOurs { .. }) => return fail(NOT_FOUND),
+                Err(e) => return fail(e),
+            }
+        }
     };
-    match obtained {
-        Obtained::Credential {
-            username,
-            secret,
-            warning,
-            ..
-        } => {
-            if let Some(w) = warning {
-                stderr_line(&w);
-            }
-            let creds = Credentials {
-                server_url: server_url.to_string(),
-                username,
-                secret,
-            };
-            match serde_json::to_string(&creds) {
-                Ok(json) => {
-                    stdout_line(&json);
-                    0
-                }
-                Err(e) => fail(&format!("cannot encode the answer: {e}")),
-            }
+    let creds = Credentials {
+        server_url: server_url.to_string(),
+        username,
+        secret,
+    };
+    match serde_json::to_string(&creds) {
+        Ok(json) => {
+            stdout_line(&json);
+            0
         }
-        Obtained::NotFound => fail(NOT_FOUND),
-        Obtained::Error(message) => fail(&message),
+        Err(e) => fail(format!("cannot encode the answer: {e}")),
     }
-}
-
-/// What `get` ends with.
-pub enum Obtained {
-    /// A credential to print.
-    Credential {
-        /// Username for the answer.
-        username: String,
-        /// Token.
-        secret: Secret,
-        /// Unix seconds when the token expires (`None`: a static login, no known expiry).
-        expires_at: Option<u64>,
-        /// Notice for stderr.
-        warning: Option<String>,
-    },
-    /// Not ours after all (the agent's config view disagreed).
-    NotFound,
-    /// A one-line failure.
-    Error(String),
-}
-
-/// Whether the agent is disabled by environment.
-pub fn agent_disabled() -> bool {
-    std::env::var(crate::NO_AGENT_ENV).is_ok_and(|v| !v.is_empty() && v != "0")
-}
-
-/// The request env: the caller's identity variables plus the config file in force.
-pub fn request_env(config: &Config) -> IdentityEnv {
-    let mut env = IdentityEnv::capture();
-    if let Some(path) = &config.source {
-        env.set(CONFIG_ENV, path.to_string_lossy());
-    }
-    env
-}
-
-/// Gets a credential via the agent (auto-started), falling back to the in-process engine.
-pub fn obtain(host: &RegistryHost, config: &Config) -> Obtained {
-    obtain_with_ttl(host, config, None)
-}
-
-/// As [`obtain`], requiring `min_ttl_secs` of remaining life when given, within docker's
-/// budget ([`acr_token::retry::DOCKER_BUDGET`]).
-pub fn obtain_with_ttl(
-    host: &RegistryHost,
-    config: &Config,
-    min_ttl_secs: Option<u64>,
-) -> Obtained {
-    obtain_by(
-        host,
-        config,
-        min_ttl_secs,
-        Instant::now() + acr_token::retry::DOCKER_BUDGET,
-    )
-}
-
-/// The command's one deadline, passed down: the agent is asked to finish inside it, and after
-/// an agent that did not answer, an in-process acquisition runs only in what is left.
-pub fn obtain_by(
-    host: &RegistryHost,
-    config: &Config,
-    min_ttl_secs: Option<u64>,
-    deadline: Instant,
-) -> Obtained {
-    if !agent_disabled() {
-        match via_agent(host, config, min_ttl_secs, deadline) {
-            Ok(Response::Credential {
-                username,
-                secret,
-                expires_at,
-                warning,
-            }) => {
-                return Obtained::Credential {
-                    username,
-                    secret,
-                    expires_at: Some(expires_at),
-                    warning,
-                }
-            }
-            Ok(Response::NotFound) => return Obtained::NotFound,
-            Ok(Response::Error { message }) => return Obtained::Error(message),
-            Ok(other) => tracing::debug!("unexpected agent answer {other:?}; answering in-process"),
-            Err(e) => {
-                if deadline.saturating_duration_since(Instant::now()) < MIN_INPROC_BUDGET {
-                    return Obtained::Error(format!(
-                        "{host}: the agent did not answer within the command's time budget ({e}); try again, or set {}=1 to work without it",
-                        crate::NO_AGENT_ENV
-                    ));
-                }
-                tracing::debug!("agent unavailable ({e}); answering in-process")
-            }
-        }
-    }
-    match inproc::acquire(host, config, deadline) {
-        Ok(Some((plan, token))) => Obtained::Credential {
-            username: username_for(plan.form).to_string(),
-            expires_at: Some(token.expires_at),
-            secret: token.refresh_token,
-            warning: None,
-        },
-        Ok(None) => Obtained::NotFound,
-        Err(e) => Obtained::Error(e.to_string()),
-    }
-}
-
-/// Docker username for an answer form.
-pub fn username_for(form: CredentialForm) -> &'static str {
-    match form {
-        CredentialForm::RefreshToken => NULL_GUID,
-        CredentialForm::IdentityToken => IDENTITY_TOKEN_USERNAME,
-    }
-}
-
-fn via_agent(
-    host: &RegistryHost,
-    config: &Config,
-    min_ttl_secs: Option<u64>,
-    deadline: Instant,
-) -> Result<Response, String> {
-    call_agent(
-        || Request::Get {
-            registry: host.to_string(),
-            env: request_env(config),
-            min_ttl_secs,
-            budget_ms: Some(time_left(deadline).as_millis() as u64),
-        },
-        true,
-        deadline,
-    )
 }
 
 /// `store`: after `docker login`. A static login (admin user, repository-scoped token) for a
@@ -266,7 +145,7 @@ fn via_agent(
 pub fn store() -> u8 {
     let input = match read_stdin() {
         Ok(s) => s,
-        Err(e) => return fail(&e),
+        Err(e) => return fail(e),
     };
     let creds: Credentials = match serde_json::from_str(input.trim()) {
         Ok(c) => c,
@@ -294,14 +173,14 @@ pub fn store() -> u8 {
                 0
             }
             Ok(_) => 0,
-            Err(e) => fail(&e),
+            Err(e) => fail(e),
         },
-        Ok(Target::NotOurs) => fail(&format!(
+        Ok(Target::NotOurs) => fail(format!(
             "{} keeps no credentials for {}: configure it per registry under credHelpers rather than as credsStore",
             crate::NAME,
             acr_proto::text::printable(creds.server_url.trim(), 100)
         )),
-        Err(e) => fail(&e),
+        Err(e) => fail(e),
     }
 }
 
@@ -309,7 +188,7 @@ pub fn store() -> u8 {
 pub fn erase() -> u8 {
     let input = match read_stdin() {
         Ok(s) => s,
-        Err(e) => return fail(&e),
+        Err(e) => return fail(e),
     };
     match recognise(input.trim()) {
         Ok(Target::Ours { host, config }) => {
@@ -318,7 +197,7 @@ pub fn erase() -> u8 {
                 let asked = client::call(
                     &socket,
                     Request::Forget {
-                        registry: host.to_string(),
+                        registry: host.clone(),
                     },
                     Duration::from_secs(5),
                 );
@@ -332,7 +211,7 @@ pub fn erase() -> u8 {
             0
         }
         Ok(Target::NotOurs) => fail(NOT_FOUND),
-        Err(e) => fail(&e),
+        Err(e) => fail(e),
     }
 }
 

@@ -70,7 +70,7 @@ pub fn run(opts: Options) -> u8 {
         Arc::new(SystemClock),
         acr_token::Machine::probe(),
     ));
-    let env = crate::docker::request_env(&config);
+    let env = acr_proto::env::IdentityEnv::capture();
     let host = match target {
         None => {
             // The chain for the first wired registry, else for any built-in ACR host.
@@ -108,7 +108,7 @@ pub fn run(opts: Options) -> u8 {
         authority: &authority,
         env: &env,
         plan: plan.as_ref(),
-        engine: &engine,
+        config: &config,
         acquire: opts.acquire,
     };
     net::run(&mut r, &probe, status.as_ref());

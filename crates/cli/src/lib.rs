@@ -5,7 +5,6 @@
 //! the outcome to an exit code and one line on the channel the caller expects (stdout for the
 //! Docker protocol, stderr for everything else).
 
-mod agent_call;
 mod agent_cmd;
 mod args;
 mod authfile;
@@ -20,6 +19,7 @@ pub mod kubelet;
 mod kubelet_config;
 mod logging;
 mod output;
+mod reach;
 mod signin;
 mod spawn;
 mod statics;

@@ -18,6 +18,7 @@
 //! hosts in it, keeping the hot path free of keyring calls for everyone else.
 
 use acr_proto::docker::{IDENTITY_TOKEN_USERNAME, NULL_GUID};
+use acr_proto::host::RegistryHost;
 use acr_proto::ipc::{Request, Response};
 use acr_proto::Secret;
 use acr_token::policy::{stored_token, Policy};
@@ -154,10 +155,9 @@ fn keyring_get(host: &str) -> Result<(Secret, LoginStore), String> {
 }
 
 fn agent_get(host: &str) -> Option<Secret> {
-    let request = || Request::GetLogin {
-        registry: host.to_string(),
-    };
-    match crate::agent_call::call_agent(request, false, agent_deadline()) {
+    let registry = RegistryHost::parse(host).ok()?;
+    let request = Request::GetLogin { registry };
+    match crate::reach::call(request, agent_only(false), None, agent_deadline()) {
         Ok(Response::Login { secret, .. }) => Some(secret),
         _ => None,
     }
@@ -165,6 +165,11 @@ fn agent_get(host: &str) -> Option<Secret> {
 
 /// How long a login request may wait for the agent (including starting it).
 const AGENT_LOGIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Static logins live in the agent's memory or nowhere: never in this short-lived process.
+fn agent_only(start: bool) -> crate::reach::Route {
+    crate::reach::Route::UserAgentOnly { start }
+}
 
 fn agent_deadline() -> std::time::Instant {
     std::time::Instant::now() + AGENT_LOGIN_TIMEOUT
@@ -265,14 +270,15 @@ pub fn save(host: &str, username: &str, secret: &Secret) -> Result<LoginStore, S
                 registry = host,
                 "keyring unusable ({keyring}); keeping the login in the agent"
             );
-            let request = || Request::StoreLogin {
-                registry: host.to_string(),
+            let registry = RegistryHost::parse(host).map_err(|e| e.to_string())?;
+            let request = Request::StoreLogin {
+                registry,
                 username: username.to_string(),
                 secret: secret.clone(),
             };
-            match crate::agent_call::call_agent(request, true, agent_deadline()) {
+            match crate::reach::call(request, agent_only(true), None, agent_deadline()) {
                 Ok(Response::Ok) => LoginStore::AgentMemory,
-                Ok(Response::Error { message }) => return Err(message),
+                Ok(Response::Error { message, .. }) => return Err(message),
                 Ok(_) | Err(_) => {
                     return Err(format!(
                         "cannot store the login for {host}: the keyring is unusable ({keyring}) and the agent did not take it; check `docker-credential-acr doctor`"
@@ -295,13 +301,10 @@ pub fn remove(host: &str) -> bool {
             let _ = e.delete_credential();
         }
     }
-    let _ = crate::agent_call::call_agent(
-        || Request::EraseLogin {
-            registry: host.to_string(),
-        },
-        false,
-        agent_deadline(),
-    );
+    if let Ok(registry) = RegistryHost::parse(host) {
+        let request = Request::EraseLogin { registry };
+        let _ = crate::reach::call(request, agent_only(false), None, agent_deadline());
+    }
     if had {
         let _ = edit_index(|index| {
             index.remove(host);

@@ -81,6 +81,17 @@ pub enum CredentialForm {
     IdentityToken,
 }
 
+impl CredentialForm {
+    /// The Docker username of an answer in this form: the one place it is decided, for the
+    /// agent, the in-process engine and kubelet mode alike.
+    pub fn username(self) -> &'static str {
+        match self {
+            CredentialForm::RefreshToken => crate::docker::NULL_GUID,
+            CredentialForm::IdentityToken => crate::docker::IDENTITY_TOKEN_USERNAME,
+        }
+    }
+}
+
 /// Settings that can appear in `[defaults]` and in each `[[registry]]`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -318,6 +329,18 @@ fn merge(base: &mut Settings, over: &Settings) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_answer_form_decides_the_docker_username() {
+        assert_eq!(
+            CredentialForm::RefreshToken.username(),
+            crate::docker::NULL_GUID
+        );
+        assert_eq!(
+            CredentialForm::IdentityToken.username(),
+            crate::docker::IDENTITY_TOKEN_USERNAME
+        );
+    }
 
     #[test]
     fn unknown_key_names_line_and_key() {

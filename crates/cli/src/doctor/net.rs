@@ -7,12 +7,13 @@ use super::checks::agent::AgentStatus;
 use super::checks::{cached, trust};
 use super::render::Report;
 use crate::client::ClientError;
+use acr_proto::config::Config;
 use acr_proto::env::IdentityEnv;
 use acr_proto::host::RegistryHost;
 use acr_proto::ipc::{Request, Response};
 use acr_proto::time::human;
 use acr_token::http::{describe, Clients};
-use acr_token::{Acquirer, Engine, Plan};
+use acr_token::Plan;
 use std::time::{Duration, Instant};
 
 /// Longest one probe may take.
@@ -29,7 +30,7 @@ pub(in crate::doctor) struct Probe<'a> {
     pub authority: &'a str,
     pub env: &'a IdentityEnv,
     pub plan: Option<&'a Plan>,
-    pub engine: &'a Engine,
+    pub config: &'a Config,
     pub acquire: bool,
 }
 
@@ -70,7 +71,7 @@ pub(in crate::doctor) fn run(r: &mut Report, p: &Probe, status: Option<&AgentSta
     cached::check(r, p.host, status);
     if p.acquire {
         match p.plan {
-            Some(plan) => rt.block_on(acquire(r, p.engine, plan)),
+            Some(plan) => acquire(r, p, plan),
             None => r.fail("acquire", "skipped: no identity to acquire with", None),
         }
     }
@@ -181,23 +182,38 @@ async fn clock(r: &mut Report, clients: &Clients, host: &RegistryHost) {
     }
 }
 
-/// One full acquisition, reported by the token's lifetime (never the token).
-async fn acquire(r: &mut Report, engine: &Engine, plan: &Plan) {
+/// One full acquisition by this process's engine service (the agent is not asked: this checks
+/// the identity of the environment doctor runs in), reported by the token's life (never the
+/// token).
+fn acquire(r: &mut Report, p: &Probe, plan: &Plan) {
+    use crate::reach::{credential, GetError, Route};
     const CHECK: &str = "acquire";
     let start = Instant::now();
-    match tokio::time::timeout(ACQUIRE, engine.acquire(plan)).await {
-        Ok(Ok(token)) => r.ok(
+    match credential(
+        p.host,
+        p.config,
+        None,
+        Route::InProcess,
+        None,
+        start + ACQUIRE,
+    ) {
+        Ok(answer) => r.ok(
             CHECK,
             &format!(
                 "got an ACR refresh token for {} as {} in {} ms, valid for {}",
                 plan.registry,
                 plan.identity,
                 start.elapsed().as_millis(),
-                human(token.lifetime())
+                human(
+                    acr_token::policy::token_from(answer.secret, acr_proto::time::now_unix())
+                        .lifetime()
+                )
             ),
         ),
-        Ok(Err(e)) => r.fail(CHECK, &e.to_string(), None),
-        Err(_) => r.fail(
+        Err(GetError::Failed {
+            kind: acr_proto::ipc::ErrorKind::Timeout,
+            ..
+        }) => r.fail(
             CHECK,
             &format!(
                 "the acquisition did not finish within {} s",
@@ -205,5 +221,6 @@ async fn acquire(r: &mut Report, engine: &Engine, plan: &Plan) {
             ),
             Some("check network access to Entra ID and the registry"),
         ),
+        Err(e) => r.fail(CHECK, &e.to_string(), None),
     }
 }

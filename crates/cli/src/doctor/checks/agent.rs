@@ -21,7 +21,7 @@ pub(in crate::doctor) fn check(r: &mut Report) -> Option<AgentStatus> {
         );
         return None;
     };
-    let off = crate::docker::agent_disabled();
+    let off = crate::reach::agent_disabled();
     match crate::doctor::net::agent_status(&socket) {
         Ok(Response::Status {
             pid,
