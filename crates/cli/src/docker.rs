@@ -6,36 +6,21 @@
 
 use crate::client::{self, ClientError};
 use crate::output::{stderr_line, stdout_line};
-use crate::{inproc, spawn};
-use acr_proto::config::{Config, CredentialForm, CONFIG_ENV};
+use crate::inproc;
+use acr_proto::config::{Config, CredentialForm};
 use acr_proto::docker::{Credentials, IDENTITY_TOKEN_USERNAME, NOT_FOUND, NULL_GUID};
-use acr_proto::env::IdentityEnv;
 use acr_proto::host::{HostError, RegistryHost, MAX_SERVER_URL_LEN};
 use acr_proto::ipc::{Request, Response};
 use acr_proto::Secret;
 use acr_token::{Clock, SystemClock};
-use std::io::Read;
+use acr_helper::agent::time_left;
+use acr_helper::get::MIN_INPROC_BUDGET;
 use std::time::{Duration, Instant};
 
-/// Least time worth starting an in-process acquisition with after the agent failed to answer;
-/// with less left the command reports the agent's failure instead of overrunning its budget.
-const MIN_INPROC_BUDGET: Duration = Duration::from_secs(3);
 
-/// Largest stdin accepted (a `store` payload with a large token is a few KiB).
-const MAX_STDIN: usize = 1 << 20;
-
-/// Reads stdin up to the cap. `Err` carries the one-line protocol error.
+/// Reads stdin up to the cap (the client's reader). `Err` carries the one-line protocol error.
 fn read_stdin() -> Result<String, String> {
-    let mut buf = Vec::new();
-    std::io::stdin()
-        .lock()
-        .take(MAX_STDIN as u64 + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| format!("cannot read standard input: {e}"))?;
-    if buf.len() > MAX_STDIN {
-        return Err(format!("input larger than {MAX_STDIN} bytes"));
-    }
-    String::from_utf8(buf).map_err(|_| "input is not valid UTF-8".to_string())
+    acr_helper::stdin::read().map_err(|e| e.to_string())
 }
 
 /// The outcome of recognising a server URL.
@@ -149,22 +134,27 @@ pub enum Obtained {
 }
 
 /// Whether the agent is disabled by environment.
-pub fn agent_disabled() -> bool {
-    std::env::var(crate::NO_AGENT_ENV).is_ok_and(|v| !v.is_empty() && v != "0")
-}
+pub use acr_helper::agent_disabled;
 
 /// The request env: the caller's identity variables plus the config file in force.
-pub fn request_env(config: &Config) -> IdentityEnv {
-    let mut env = IdentityEnv::capture();
-    if let Some(path) = &config.source {
-        env.set(CONFIG_ENV, path.to_string_lossy());
+pub use acr_helper::get::request_env;
+
+/// Gets a credential via the agent (auto-started), falling back to the in-process engine. When
+/// the client handed this `get` over to answer in-process ([`acr_helper::INPROC_BUDGET_ENV`]),
+/// the agent is not asked and the answer comes within the budget the client had left.
+pub fn obtain(host: &RegistryHost, config: &Config) -> Obtained {
+    match handed_over_budget() {
+        Some(budget) => in_process(host, config, Instant::now() + budget),
+        None => obtain_with_ttl(host, config, None),
     }
-    env
 }
 
-/// Gets a credential via the agent (auto-started), falling back to the in-process engine.
-pub fn obtain(host: &RegistryHost, config: &Config) -> Obtained {
-    obtain_with_ttl(host, config, None)
+/// The budget the client passed with an in-process hand-over, if this is one.
+fn handed_over_budget() -> Option<Duration> {
+    std::env::var(acr_helper::INPROC_BUDGET_ENV)
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+        .map(Duration::from_millis)
 }
 
 /// As [`obtain`], requiring `min_ttl_secs` of remaining life when given, within docker's
@@ -219,6 +209,11 @@ pub fn obtain_by(
             }
         }
     }
+    in_process(host, config, deadline)
+}
+
+/// Gets a credential with the in-process engine, finishing by `deadline`.
+fn in_process(host: &RegistryHost, config: &Config, deadline: Instant) -> Obtained {
     match inproc::acquire(host, config, deadline) {
         Ok(Some((plan, token))) => Obtained::Credential {
             username: username_for(plan.form).to_string(),
@@ -259,38 +254,15 @@ fn via_agent(
 
 /// Sends one request to the agent, replacing one that speaks another protocol version and, when
 /// `start`, starting it if none runs (`Err` when none runs and `start` is false). Each wait ends
-/// by `deadline`.
+/// by `deadline`. The client's code ([`acr_helper::agent::call`]).
 pub fn call_agent(
     request: impl Fn() -> Request,
     start: bool,
     deadline: Instant,
 ) -> Result<Response, String> {
-    let socket = acr_proto::paths::socket_path()
-        .ok_or("no home directory, so no private place for the agent's socket")?;
-    match client::call(&socket, request(), time_left(deadline)) {
-        Ok(r) => return Ok(r),
-        Err(ClientError::Failed(e)) => return Err(e),
-        // Never started in a directory someone else controls; the warning is printed.
-        Err(ClientError::Untrusted(reason)) => return Err(reason),
-        Err(ClientError::Mismatch) => {
-            tracing::info!("replacing an agent that speaks another protocol version");
-            client::stop(&socket, Duration::from_secs(3));
-        }
-        Err(ClientError::NotRunning) => {}
-    }
-    if !start {
-        return Err("the agent is not running".into());
-    }
-    spawn::spawn_agent(&socket)?;
-    client::call(&socket, request(), time_left(deadline)).map_err(|e| format!("{e:?}"))
+    acr_helper::agent::call(request, start, deadline).map_err(|e| e.to_string())
 }
 
-/// What is left of a command's budget (at least a millisecond, so a wait never means "forever").
-fn time_left(deadline: Instant) -> Duration {
-    deadline
-        .saturating_duration_since(Instant::now())
-        .max(Duration::from_millis(1))
-}
 
 /// `store`: after `docker login`. A static login (admin user, repository-scoped token) for a
 /// registry we serve goes to the OS keyring, and so does the null-GUID/`<token>` form when its

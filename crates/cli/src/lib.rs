@@ -8,7 +8,6 @@
 mod agent_cmd;
 mod args;
 mod authfile;
-mod client;
 mod config_write;
 mod configure;
 mod docker;
@@ -20,16 +19,19 @@ mod kubelet_config;
 mod logging;
 mod output;
 mod signin;
-mod spawn;
 mod statics;
 mod sync;
 mod warm;
 
+// The agent client and its auto-start live in the thin client crate; the engine's commands use
+// the same code.
+use acr_helper::{client, spawn};
+
 /// Name used in messages and `version`.
-pub const NAME: &str = "docker-credential-acr";
+pub const NAME: &str = acr_helper::NAME;
 
 /// Environment variable that turns the agent off (any non-empty value but `0`).
-pub const NO_AGENT_ENV: &str = "DOCKER_CREDENTIAL_ACR_NO_AGENT";
+pub const NO_AGENT_ENV: &str = acr_helper::NO_AGENT_ENV;
 
 /// Runs the command line and returns the exit status as a number (for a C-style `main`).
 pub fn run_code() -> u8 {

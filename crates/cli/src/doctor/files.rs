@@ -27,7 +27,8 @@ pub(super) fn path(r: &mut Report) {
             .find(|f| f.is_file())
     });
     let Some(found) = found else { return };
-    let me = std::env::current_exe().and_then(|p| p.canonicalize());
+    // This process is the engine; "this binary" is the client installed beside it.
+    let me = std::env::current_exe().and_then(|p| p.with_file_name(name).canonicalize());
     match (found.canonicalize(), me) {
         (Ok(a), Ok(b)) if a == b => r.ok("PATH", &format!("{} is this binary", found.display())),
         (_, Ok(me)) => r.warn(
