@@ -6,6 +6,7 @@
 //! (kubernetes-validate). Missing tools fail the suite.
 
 mod kubelet;
+mod layout;
 mod manifests;
 mod node;
 mod script;
