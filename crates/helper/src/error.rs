@@ -46,14 +46,10 @@ pub enum HelperError {
 }
 
 impl HelperError {
-    /// The process exit status: 127 and 126 for an engine that is missing or cannot run (the
-    /// shell's numbers for the same failures), 1 for everything else (the Docker protocol's).
+    /// The process exit status: 1 for every failure, the Docker protocol's and this project's
+    /// convention (0 or 1, so a caller can tell a failure from a crash by signal or panic).
     pub fn exit_code(&self) -> u8 {
-        match self {
-            HelperError::EngineMissing { .. } => 127,
-            HelperError::EngineExec { .. } => 126,
-            _ => 1,
-        }
+        1
     }
 
     /// Whether the line belongs on stdout (the Docker protocol's error channel) rather than
@@ -99,7 +95,7 @@ mod tests {
         let line = e.to_string();
         assert!(line.contains("/opt/x/docker-credential-acr-engine"), "{line}");
         assert!(!line.contains('\n'));
-        assert_eq!(e.exit_code(), 127);
+        assert_eq!(e.exit_code(), 1);
         assert!(!e.on_stdout());
     }
 }
