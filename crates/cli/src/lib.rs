@@ -1,5 +1,7 @@
-//! The `docker-credential-acr` command: Docker credential-helper verbs, the agent client and its
-//! auto-start, the in-process fallback engine, and the user-facing commands (`warm`, `agent ...`).
+//! The engine, `docker-credential-acr-engine`: Docker credential-helper verbs, the in-process
+//! acquisition, and the user-facing commands (`warm`, `agent ...`, `kubelet`, ...). The client
+//! `docker-credential-acr` (crate acr-helper, whose agent client and auto-start this crate uses)
+//! execs it for everything but a warm `get`.
 //!
 //! `main` stays thin: [`run_code`] parses the arguments, calls one small module per command and maps
 //! the outcome to an exit code and one line on the channel the caller expects (stdout for the
