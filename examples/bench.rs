@@ -663,7 +663,9 @@ fn throughput(
                     let req = Envelope {
                         v: PROTOCOL_VERSION,
                         request: Request::Get {
-                            registry: "myreg.azurecr.io".into(),
+                            registry: acr_proto::host::RegistryHost::parse("myreg.azurecr.io")
+                                .expect("a valid host"),
+                            config: None,
                             env: env.clone(),
                             min_ttl_secs: None,
                             budget_ms: None,

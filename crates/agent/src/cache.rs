@@ -33,8 +33,9 @@ pub(crate) struct State {
     pub last_used: u64,
     /// When the scheduler should next renew (None: not scheduled).
     pub next_refresh: Option<u64>,
-    /// One-line message of the last failed acquisition, cleared on success.
-    pub last_error: Option<String>,
+    /// The last failed acquisition, cleared on success (kept typed so a caller that shares the
+    /// outcome gets the same error kind).
+    pub last_error: Option<TokenError>,
     /// Consecutive transient failures (the backoff exponent).
     pub failures: u32,
     /// No upstream attempt before this wall-clock second (after a transient failure).
@@ -322,7 +323,7 @@ pub(crate) async fn acquire_locked(
             tracing::debug!(registry = %entry.registry, expires_at = token.expires_at, attempts, "token acquired");
         }
         Err(e) => {
-            st.last_error = Some(e.to_string());
+            st.last_error = Some(e.clone());
             if e.is_transient() {
                 let delay = acr_token::retry::delay_after(
                     e,

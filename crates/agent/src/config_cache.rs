@@ -1,15 +1,14 @@
 //! Callers' config files, parsed once per (path, modification time).
 //!
-//! Each `get` names its caller's config through `DOCKER_CREDENTIAL_ACR_CONFIG` in the request
-//! environment; docker may call `get` dozens of times a second during a pull, so the file is
+//! Each `get` names the config file in force for its caller (the request's `config` field);
+//! docker may call `get` dozens of times a second during a pull, so the file is
 //! re-read only when it changes. Every file access runs off the runtime under a deadline and
 //! refuses anything but a small regular file, so a FIFO or a hung network mount named as a
 //! config fails that one caller and blocks nobody else.
 
 use acr_proto::config::{Config, ConfigError};
-use acr_proto::env::IdentityEnv;
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -29,11 +28,9 @@ pub(crate) struct ConfigCache {
 }
 
 impl ConfigCache {
-    /// The config that applies to a caller with this environment (same rules as
-    /// [`Config::load`], resolved against the caller's variables).
-    pub async fn load(&self, env: &IdentityEnv) -> Result<Arc<Config>, ConfigError> {
-        let lookup = |k: &str| env.get(k).map(String::from);
-        let Some(path) = Config::locate(&lookup) else {
+    /// The config of the file a caller named (`None`: the caller has none, so all defaults).
+    pub async fn load(&self, path: Option<&Path>) -> Result<Arc<Config>, ConfigError> {
+        let Some(path) = path.map(Path::to_path_buf) else {
             return Ok(Arc::new(Config::default()));
         };
         let unreadable =

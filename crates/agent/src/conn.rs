@@ -1,4 +1,5 @@
-//! One connection: check the peer, read one frame, answer it, close.
+//! One connection: check the peer, read one frame, hand its request to the [`Service`], write
+//! the answer, close.
 //!
 //! The socket file is 0600 in a 0700 directory, but the peer's uid is checked anyway (abstract
 //! sockets, bind mounts and inherited descriptors bypass file permissions). Root may always ask,
@@ -6,9 +7,8 @@
 //! read and the whole read is bounded by [`READ_TIMEOUT`], so a stuck or hostile client costs
 //! one idle task for a few seconds and nothing else.
 
-use crate::state::Shared;
-use crate::{forget, get, status};
-use acr_proto::ipc::{self, Envelope, Request, Response, MAX_FRAME, PROTOCOL_VERSION};
+use crate::service::Service;
+use acr_proto::ipc::{self, Envelope, ErrorKind, Request, Response, MAX_FRAME, PROTOCOL_VERSION};
 use interprocess::local_socket::tokio::Stream;
 use interprocess::local_socket::traits::StreamCommon as _;
 use std::sync::Arc;
@@ -34,17 +34,18 @@ enum Frame {
 }
 
 /// Serves one connection to completion.
-pub(crate) async fn handle(conn: Stream, shared: Arc<Shared>) {
+pub(crate) async fn handle(conn: Stream, service: Arc<Service>) {
     if !peer_allowed(&conn) {
         return;
     }
+    let shared = &service.shared;
     shared.touch();
     let body = match tokio::time::timeout(READ_TIMEOUT, read_body(&conn)).await {
         Ok(Ok(body)) => body,
         Ok(Err(ReadError::TooLarge(len))) => {
             tracing::debug!(len, "rejected oversized frame");
             let message = format!("request of {len} bytes exceeds the {MAX_FRAME}-byte limit");
-            write(&conn, &Response::Error { message }).await;
+            write(&conn, &Response::error(ErrorKind::BadRequest, message)).await;
             return;
         }
         Ok(Err(ReadError::Io(e))) => {
@@ -58,7 +59,10 @@ pub(crate) async fn handle(conn: Stream, shared: Arc<Shared>) {
     };
     let mut stop = false;
     let response = match classify(&body) {
-        Frame::Request(request) => dispatch(&shared, request, &mut stop).await,
+        Frame::Request(request) => {
+            stop = matches!(request, Request::Stop);
+            service.call(request).await
+        }
         Frame::Stop => {
             stop = true;
             Response::Ok
@@ -73,38 +77,13 @@ pub(crate) async fn handle(conn: Stream, shared: Arc<Shared>) {
                 agent: PROTOCOL_VERSION,
             }
         }
-        Frame::Malformed(message) => Response::Error { message },
+        Frame::Malformed(message) => Response::error(ErrorKind::BadRequest, message),
     };
     write(&conn, &response).await;
     shared.touch();
     if stop {
         tracing::debug!("stop requested");
         shared.stop.notify_one();
-    }
-}
-
-/// The table of contents: one line per request.
-async fn dispatch(shared: &Shared, request: Request, stop: &mut bool) -> Response {
-    match request {
-        Request::Get {
-            registry,
-            env,
-            min_ttl_secs,
-            budget_ms,
-        } => get::handle(shared, &registry, &env, min_ttl_secs, budget_ms).await,
-        Request::Forget { registry } => forget::handle(shared, &registry),
-        Request::StoreLogin {
-            registry,
-            username,
-            secret,
-        } => shared.logins.store(&registry, username, secret),
-        Request::GetLogin { registry } => shared.logins.get(&registry),
-        Request::EraseLogin { registry } => shared.logins.erase(&registry),
-        Request::Status => status::handle(shared),
-        Request::Stop => {
-            *stop = true;
-            Response::Ok
-        }
     }
 }
 
@@ -162,7 +141,7 @@ fn classify(body: &[u8]) -> Frame {
         Ok(env) => Frame::OtherVersion(env.v),
         Err(e) => match probe.and_then(|p| p.v) {
             Some(v) if v != PROTOCOL_VERSION => Frame::OtherVersion(v),
-            _ => Frame::Malformed(get::one_line(format!("malformed request: {e}"))),
+            _ => Frame::Malformed(crate::failure::one_line(format!("malformed request: {e}"))),
         },
     }
 }
@@ -172,9 +151,7 @@ async fn write(conn: &Stream, response: &Response) {
         Ok(f) => f,
         Err(e) => {
             tracing::debug!(error = %e, "could not encode a response");
-            let fallback = Response::Error {
-                message: e.to_string(),
-            };
+            let fallback = Response::error(ErrorKind::Internal, e.to_string());
             match ipc::encode(&fallback) {
                 Ok(f) => f,
                 Err(_) => return,
@@ -203,12 +180,12 @@ mod tests {
         assert!(matches!(classify(br#"{"v":99,"op":"stop"}"#), Frame::Stop));
         assert!(matches!(classify(br#"{"v":1,"op":"stop"}"#), Frame::Stop));
         assert!(matches!(
-            classify(br#"{"v":1,"op":"status"}"#),
+            classify(br#"{"v":2,"op":"status"}"#),
             Frame::Request(Request::Status)
         ));
         assert!(matches!(
-            classify(br#"{"v":2,"op":"status"}"#),
-            Frame::OtherVersion(2)
+            classify(br#"{"v":1,"op":"status"}"#),
+            Frame::OtherVersion(1)
         ));
         // A future request shape we cannot parse is still a version question, not garbage.
         assert!(matches!(
@@ -220,8 +197,17 @@ mod tests {
             _ => panic!("garbage accepted"),
         }
         assert!(matches!(
-            classify(br#"{"v":1,"op":"teleport"}"#),
+            classify(br#"{"v":2,"op":"teleport"}"#),
             Frame::Malformed(_)
         ));
+        match classify(br#"{"v":2,"op":"forget","registry":"a b"}"#) {
+            Frame::Malformed(m) => {
+                assert!(
+                    m.contains("invalid registry server URL") && !m.contains('\n'),
+                    "{m}"
+                )
+            }
+            _ => panic!("a malformed registry was accepted"),
+        }
     }
 }

@@ -11,28 +11,48 @@
 //! serve waits for a short deadline and reports the error for a long one.
 
 use crate::cache::{acquire_locked, Entry};
+use crate::failure::{error, kind_of, one_line, token_error};
+use crate::service::PodIdentity;
 use crate::state::Shared;
 use acr_proto::config::CredentialForm;
-use acr_proto::docker::{IDENTITY_TOKEN_USERNAME, NULL_GUID};
 use acr_proto::env::IdentityEnv;
 use acr_proto::host::RegistryHost;
-use acr_proto::ipc::Response;
+use acr_proto::ipc::{ErrorKind, Response};
 use acr_token::policy::Policy;
 use acr_token::{AcrToken, TokenError};
+use std::path::Path;
 use std::time::Duration;
 use tokio::time::Instant;
 
 /// Longest a `get` waits for a backoff deadline instead of answering the last error.
 pub const MAX_BACKOFF_WAIT: Duration = Duration::from_secs(3);
 
+/// One `get`, as the service received it.
+pub(crate) struct Ask<'a> {
+    /// The registry.
+    pub host: &'a RegistryHost,
+    /// The caller's config file (`None`: defaults).
+    pub config: Option<&'a Path>,
+    /// The caller's identity environment.
+    pub env: &'a IdentityEnv,
+    /// A pod's own identity (kubelet service-account mode, in-process only).
+    pub pod: Option<PodIdentity>,
+    /// Minimum seconds of life the answer must have.
+    pub min_ttl: Option<u64>,
+    /// Milliseconds the caller will wait.
+    pub budget_ms: Option<u64>,
+}
+
 /// Answers one `get`.
-pub(crate) async fn handle(
-    shared: &Shared,
-    registry: &str,
-    env: &IdentityEnv,
-    min_ttl: Option<u64>,
-    budget_ms: Option<u64>,
-) -> Response {
+pub(crate) async fn handle(shared: &Shared, ask: Ask<'_>) -> Response {
+    let Ask {
+        host,
+        config,
+        env,
+        pod,
+        min_ttl,
+        budget_ms,
+    } = ask;
     // The acquisition ends a second before the caller stops waiting, and never later than the
     // agent's own limit.
     let budget = budget_ms
@@ -40,18 +60,25 @@ pub(crate) async fn handle(
         .unwrap_or(crate::cache::ACQUIRE_TIMEOUT)
         .min(crate::cache::ACQUIRE_TIMEOUT);
     let deadline = Instant::now() + budget;
-    let host = match RegistryHost::parse(registry) {
-        Ok(h) => h,
-        Err(e) => return error(e.to_string()),
-    };
-    let config = match shared.configs.load(env).await {
+    let config = match shared.configs.load(config).await {
         Ok(c) => c,
-        Err(e) => return error(e.to_string()),
+        Err(e) => return error(ErrorKind::Misconfigured, e.to_string()),
     };
-    let plan = match shared.engine.plan(&host, env, &config) {
+    let planned = match pod {
+        Some(pod) => acr_token::plan::plan_service_account(
+            host,
+            env,
+            &config,
+            pod.tenant,
+            pod.client_id,
+            pod.token,
+        ),
+        None => shared.acquirer.plan(host, env, &config),
+    };
+    let plan = match planned {
         Ok(Some(p)) => p,
         Ok(None) => return Response::NotFound,
-        Err(e) => return error(e.to_string()),
+        Err(e) => return token_error(&e),
     };
     let form = plan.form;
     let proof = match restored_proof(shared, &plan).await {
@@ -63,10 +90,10 @@ pub(crate) async fn handle(
             .await;
             match proved {
                 Ok(p) => p,
-                Err(e) => return error(e.to_string()),
+                Err(e) => return token_error(&e),
             }
         }
-        Err(e) => return error(e.to_string()),
+        Err(e) => return token_error(&e),
     };
     let now = shared.clock.now();
     let (entry, wake) = shared.cache.use_entry(plan, proof, now, &shared.policy);
@@ -125,10 +152,13 @@ async fn renew(
 ) -> Response {
     let seen = entry.state().completed;
     let Ok(_flight) = tokio::time::timeout_at(deadline, entry.flight.lock()).await else {
-        return error(format!(
-            "{}: another request's token acquisition is still running; try again shortly",
-            entry.registry
-        ));
+        return error(
+            ErrorKind::Timeout,
+            format!(
+                "{}: another request's token acquisition is still running; try again shortly",
+                entry.registry
+            ),
+        );
     };
     let now = shared.clock.now();
     if let Some(token) = entry.servable(&shared.policy, now, min_ttl) {
@@ -143,12 +173,12 @@ async fn renew(
             st.retry_not_before.filter(|t| *t > now),
         )
     };
-    if let (true, Some(message)) = (completed != seen, last_error.as_deref()) {
+    if let (true, Some(e)) = (completed != seen, &last_error) {
         // An acquisition failed while we waited for it: share its outcome, don't repeat it.
         if entry.state().retry_not_before.is_some() {
-            return fallback(form, entry, now, message);
+            return fallback(form, entry, now, token_error(e));
         }
-        return error(message.to_string());
+        return token_error(e);
     }
     if let Some(at) = not_before {
         let wait = Duration::from_secs(at - now);
@@ -156,18 +186,22 @@ async fn renew(
             || wait > MAX_BACKOFF_WAIT
             || Instant::now() + wait >= deadline
         {
-            let message = last_error.unwrap_or_else(|| {
-                format!(
-                    "{}: token renewal is backing off after a failure",
-                    entry.registry
-                )
-            });
-            return fallback(
-                form,
-                entry,
-                now,
-                &format!("{message} (next attempt in {} s)", wait.as_secs()),
-            );
+            let (kind, message) = match &last_error {
+                Some(e) => (kind_of(e), e.to_string()),
+                None => (
+                    ErrorKind::Unavailable,
+                    format!(
+                        "{}: token renewal is backing off after a failure",
+                        entry.registry
+                    ),
+                ),
+            };
+            let failure = Response::Error {
+                kind,
+                message: one_line(format!("{message} (next attempt in {} s)", wait.as_secs())),
+                retry_after_secs: Some(wait.as_secs()),
+            };
+            return fallback(form, entry, now, failure);
         }
         tracing::debug!(registry = %entry.registry, wait_secs = wait.as_secs(), "waiting for backoff deadline");
         tokio::time::sleep(wait).await;
@@ -183,21 +217,21 @@ async fn renew(
 /// revoked, bad configuration) is reported as it is.
 fn after_failure(form: CredentialForm, entry: &Entry, now: u64, e: &TokenError) -> Response {
     if e.is_transient() {
-        fallback(form, entry, now, &e.to_string())
+        fallback(form, entry, now, token_error(e))
     } else {
-        error(e.to_string())
+        token_error(e)
     }
 }
 
-/// After a failed renewal: the cached token while it is valid at all (with a warning), else the
-/// error.
-fn fallback(form: CredentialForm, entry: &Entry, now: u64, message: &str) -> Response {
-    match entry.still_valid(now) {
-        Some(token) if !Policy::stale(&token, now) => {
+/// After a failed renewal: the cached token while it is valid at all (with a warning naming the
+/// failure), else the failure itself.
+fn fallback(form: CredentialForm, entry: &Entry, now: u64, failure: Response) -> Response {
+    match (entry.still_valid(now), &failure) {
+        (Some(token), Response::Error { message, .. }) if !Policy::stale(&token, now) => {
             let warning = stale_warning(entry, &token, now, message);
             credential(form, token, Some(warning))
         }
-        _ => error(message.to_string()),
+        _ => failure,
     }
 }
 
@@ -210,33 +244,10 @@ fn stale_warning(entry: &Entry, token: &AcrToken, now: u64, err: &str) -> String
 }
 
 fn credential(form: CredentialForm, token: AcrToken, warning: Option<String>) -> Response {
-    let username = match form {
-        CredentialForm::RefreshToken => NULL_GUID,
-        CredentialForm::IdentityToken => IDENTITY_TOKEN_USERNAME,
-    };
     Response::Credential {
-        username: username.to_string(),
+        username: form.username().to_string(),
         secret: token.refresh_token,
         expires_at: token.expires_at,
         warning,
-    }
-}
-
-fn error(message: String) -> Response {
-    Response::Error {
-        message: one_line(message),
-    }
-}
-
-/// Collapses a message to one line (the helper prints it verbatim).
-pub(crate) fn one_line(message: String) -> String {
-    if message.contains(['\n', '\r']) {
-        message
-            .split(['\n', '\r'])
-            .filter(|s| !s.is_empty())
-            .collect::<Vec<_>>()
-            .join(" ")
-    } else {
-        message
     }
 }

@@ -13,8 +13,9 @@
 //! Modules, in the order a request meets them:
 //! - `instance`: private runtime directory, single-instance `flock`, stale socket, bind (0600).
 //! - `server`: accept loop, shutdown, drain, idle exit.
-//! - `conn`: peer uid check, framing, version check, the dispatch table.
-//! - `get`, `forget`, `status`: one module per request.
+//! - `conn`: peer uid check, framing, version check; hands the request to the service.
+//! - `service`: the one typed entry (`Service::call`), also used in-process by the CLI.
+//! - `get`, `forget`, `status`: one module per request; `failure`: error kinds.
 //! - `cache`: entries, single-flight acquisition, backoff bookkeeping.
 //! - `scheduler`: proactive refresh.
 //! - `store`: keyring persistence.
@@ -29,12 +30,14 @@ mod cache;
 mod config_cache;
 mod conn;
 mod error;
+mod failure;
 mod forget;
 mod get;
 mod instance;
 mod logins;
 mod scheduler;
 mod server;
+mod service;
 mod state;
 mod status;
 mod store;
@@ -47,11 +50,12 @@ pub use error::AgentError;
 pub use get::MAX_BACKOFF_WAIT;
 pub use instance::{INSTANCE_ID_NAME, LOCK_NAME};
 pub use server::{DRAIN_TIMEOUT, MAX_CONNECTIONS};
+pub use service::{PodIdentity, Service};
 pub use status::RESTORED_IDENTITY;
 pub use store::SERVICE as KEYRING_SERVICE;
 
 use acr_token::policy::Policy;
-use acr_token::{Acquirer, Clock, Engine};
+use acr_token::{Acquirer, Clock};
 use std::future::Future;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -108,14 +112,13 @@ pub enum ServeOutcome {
 /// Runs the agent until `shutdown` resolves, a `stop` request arrives, or (per-user agents with
 /// `exit_when_idle`) it has been idle for `policy.exit_idle` seconds.
 ///
-/// `engine` plans requests; `acquirer` performs acquisitions (in production the same `Engine`).
-/// `ready`, typically the write end of a pipe from the process that spawned the agent, receives
+/// `engine` plans requests and performs acquisitions (the token crate's `Engine` in production);
+/// every request is answered by one [`Service`] over it. `ready`, typically the write end of a pipe from the process that spawned the agent, receives
 /// exactly one line and is then closed: `"ready\n"` once the socket is listening, `"running\n"`
 /// when another agent already serves it, or the one-line [`AgentError`] when it cannot start.
 pub async fn serve(
     options: AgentOptions,
-    engine: Arc<Engine>,
-    acquirer: Arc<dyn Acquirer>,
+    engine: Arc<dyn Acquirer>,
     clock: Arc<dyn Clock>,
     ready: Option<std::fs::File>,
     shutdown: impl Future<Output = ()> + Send,
@@ -146,13 +149,7 @@ pub async fn serve(
     } else {
         None
     };
-    let shared = Arc::new(state::Shared::new(
-        options.policy,
-        engine,
-        acquirer,
-        clock,
-        persist,
-    ));
+    let shared = Arc::new(state::Shared::new(options.policy, engine, clock, persist));
     if let Some(persist) = &shared.persist {
         restore(&shared, persist).await;
     }
@@ -165,7 +162,10 @@ pub async fn serve(
     );
     signal_ready(ready, "ready\n");
     let exit_when_idle = options.exit_when_idle && !options.system;
-    server::run(listener, shared.clone(), exit_when_idle, shutdown).await;
+    let service = Arc::new(Service {
+        shared: shared.clone(),
+    });
+    server::run(listener, service, exit_when_idle, shutdown).await;
     instance::remove_socket(&options.socket_path);
     if let Some(persist) = &shared.persist {
         let _ = tokio::time::timeout(FLUSH_TIMEOUT, persist.flush()).await;

@@ -11,55 +11,34 @@ use std::sync::Mutex;
 
 /// Registry host → (username, secret).
 #[derive(Default)]
-pub(crate) struct Logins(Mutex<BTreeMap<String, (String, Secret)>>);
-
-fn canonical(registry: &str) -> Result<String, Response> {
-    RegistryHost::parse(registry)
-        .map(|h| h.to_string())
-        .map_err(|e| Response::Error {
-            message: crate::get::one_line(e.to_string()),
-        })
-}
+pub(crate) struct Logins(Mutex<BTreeMap<RegistryHost, (String, Secret)>>);
 
 impl Logins {
     /// `store_login`.
-    pub fn store(&self, registry: &str, username: String, secret: Secret) -> Response {
-        match canonical(registry) {
-            Ok(host) => {
-                tracing::debug!(registry = %host, "keeping a static login in memory");
-                self.lock().insert(host, (username, secret));
-                Response::Ok
-            }
-            Err(e) => e,
-        }
+    pub fn store(&self, registry: &RegistryHost, username: String, secret: Secret) -> Response {
+        tracing::debug!(registry = %registry, "keeping a static login in memory");
+        self.lock().insert(registry.clone(), (username, secret));
+        Response::Ok
     }
 
     /// `get_login`.
-    pub fn get(&self, registry: &str) -> Response {
-        match canonical(registry) {
-            Ok(host) => match self.lock().get(&host) {
-                Some((username, secret)) => Response::Login {
-                    username: username.clone(),
-                    secret: secret.clone(),
-                },
-                None => Response::NotFound,
+    pub fn get(&self, registry: &RegistryHost) -> Response {
+        match self.lock().get(registry) {
+            Some((username, secret)) => Response::Login {
+                username: username.clone(),
+                secret: secret.clone(),
             },
-            Err(e) => e,
+            None => Response::NotFound,
         }
     }
 
     /// `erase_login`.
-    pub fn erase(&self, registry: &str) -> Response {
-        match canonical(registry) {
-            Ok(host) => {
-                self.lock().remove(&host);
-                Response::Ok
-            }
-            Err(e) => e,
-        }
+    pub fn erase(&self, registry: &RegistryHost) -> Response {
+        self.lock().remove(registry);
+        Response::Ok
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, (String, Secret)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<RegistryHost, (String, Secret)>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -71,24 +50,30 @@ mod tests {
     #[test]
     fn store_get_erase_by_canonical_host() {
         let l = Logins::default();
+        let host = |s: &str| RegistryHost::parse(s).unwrap();
         assert!(matches!(
             l.store(
-                "https://MyReg.azurecr.io/v2/",
+                &host("https://MyReg.azurecr.io/v2/"),
                 "admin".into(),
                 Secret::new("pw")
             ),
             Response::Ok
         ));
-        match l.get("myreg.azurecr.io") {
+        match l.get(&host("myreg.azurecr.io")) {
             Response::Login { username, secret } => {
                 assert_eq!(username, "admin");
                 assert_eq!(secret.expose(), "pw");
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(l.get("other.azurecr.io"), Response::NotFound));
-        assert!(matches!(l.erase("myreg.azurecr.io"), Response::Ok));
-        assert!(matches!(l.get("myreg.azurecr.io"), Response::NotFound));
-        assert!(matches!(l.get("a b"), Response::Error { .. }));
+        assert!(matches!(
+            l.get(&host("other.azurecr.io")),
+            Response::NotFound
+        ));
+        assert!(matches!(l.erase(&host("myreg.azurecr.io")), Response::Ok));
+        assert!(matches!(
+            l.get(&host("myreg.azurecr.io")),
+            Response::NotFound
+        ));
     }
 }

@@ -8,6 +8,7 @@
 
 use crate::conn;
 use crate::scheduler;
+use crate::service::Service;
 use crate::state::Shared;
 use interprocess::local_socket::tokio::Listener;
 use interprocess::local_socket::traits::tokio::Listener as _;
@@ -49,10 +50,11 @@ pub(crate) enum Ended {
 /// Accepts connections until shutdown, then drains. The listener is dropped before returning.
 pub(crate) async fn run(
     listener: Listener,
-    shared: Arc<Shared>,
+    service: Arc<Service>,
     exit_when_idle: bool,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Ended {
+    let shared = service.shared.clone();
     let _scheduler = AbortOnDrop(tokio::spawn(scheduler::run(shared.clone())));
     let mut conns = JoinSet::new();
     tokio::pin!(shutdown);
@@ -68,7 +70,7 @@ pub(crate) async fn run(
                     drop(conn);
                 }
                 Ok(conn) => {
-                    conns.spawn(conn::handle(conn, shared.clone()));
+                    conns.spawn(conn::handle(conn, service.clone()));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accepting a connection failed");

@@ -4,7 +4,7 @@ use crate::cache::Cache;
 use crate::config_cache::ConfigCache;
 use crate::store::Persist;
 use acr_token::policy::Policy;
-use acr_token::{Acquirer, Clock, Engine};
+use acr_token::{Acquirer, Clock};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -13,9 +13,7 @@ use tokio::sync::Notify;
 pub(crate) struct Shared {
     /// Serving and refresh policy.
     pub policy: Policy,
-    /// Plans requests (no I/O).
-    pub engine: Arc<Engine>,
-    /// Acquires tokens (the engine in production, a fake in tests).
+    /// Plans requests and acquires tokens (the engine in production, a fake upstream in tests).
     pub acquirer: Arc<dyn Acquirer>,
     /// Wall clock for expiry decisions.
     pub clock: Arc<dyn Clock>,
@@ -43,7 +41,6 @@ impl Shared {
     /// Builds the state.
     pub fn new(
         policy: Policy,
-        engine: Arc<Engine>,
         acquirer: Arc<dyn Acquirer>,
         clock: Arc<dyn Clock>,
         persist: Option<Persist>,
@@ -51,7 +48,6 @@ impl Shared {
         let now = clock.now();
         Shared {
             policy,
-            engine,
             acquirer,
             clock,
             cache: Cache::default(),

@@ -23,7 +23,7 @@ pub(crate) fn handle(shared: &Shared) -> Response {
                 identity: e.identity.clone(),
                 expires_at: st.token.as_ref().map(|t| t.expires_at),
                 next_refresh_at: st.next_refresh,
-                last_error: st.last_error.clone(),
+                last_error: st.last_error.as_ref().map(|e| e.to_string()),
                 gets: st.gets,
                 acquisitions: st.acquisitions,
             }

@@ -99,7 +99,7 @@ async fn restart_serves_the_stored_token_without_acquiring() {
         request(
             &agent.socket,
             Request::Forget {
-                registry: REG.into()
+                registry: host(REG)
             }
         )
         .await,
@@ -156,7 +156,7 @@ async fn a_broken_keyring_is_invisible_to_users() {
         request(
             &agent.socket,
             Request::Forget {
-                registry: REG.into()
+                registry: host(REG)
             }
         )
         .await,

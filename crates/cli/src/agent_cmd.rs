@@ -75,7 +75,6 @@ pub fn run(opts: AgentRunOpts) -> u8 {
     let engine = Arc::new(crate::inproc::with_signins(Engine::new(clock.clone())));
     let result = rt.block_on(acr_agent::serve(
         options,
-        engine.clone(),
         engine,
         clock,
         ready.take(),

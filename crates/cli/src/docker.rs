@@ -7,8 +7,8 @@
 use crate::client::{self, ClientError};
 use crate::output::{stderr_line, stdout_line};
 use crate::inproc;
-use acr_proto::config::{Config, CredentialForm};
-use acr_proto::docker::{Credentials, IDENTITY_TOKEN_USERNAME, NOT_FOUND, NULL_GUID};
+use acr_proto::config::Config;
+use acr_proto::docker::{Credentials, NOT_FOUND, NULL_GUID};
 use acr_proto::host::{HostError, RegistryHost, MAX_SERVER_URL_LEN};
 use acr_proto::ipc::{Request, Response};
 use acr_proto::Secret;
@@ -136,9 +136,6 @@ pub enum Obtained {
 /// Whether the agent is disabled by environment.
 pub use acr_helper::agent_disabled;
 
-/// The request env: the caller's identity variables plus the config file in force.
-pub use acr_helper::get::request_env;
-
 /// Gets a credential via the agent (auto-started), falling back to the in-process engine. When
 /// the client handed this `get` over to answer in-process ([`acr_helper::INPROC_BUDGET_ENV`]),
 /// the agent is not asked and the answer comes within the budget the client had left.
@@ -196,7 +193,7 @@ pub fn obtain_by(
                 }
             }
             Ok(Response::NotFound) => return Obtained::NotFound,
-            Ok(Response::Error { message }) => return Obtained::Error(message),
+            Ok(Response::Error { message, .. }) => return Obtained::Error(message),
             Ok(other) => tracing::debug!("unexpected agent answer {other:?}; answering in-process"),
             Err(e) => {
                 if deadline.saturating_duration_since(Instant::now()) < MIN_INPROC_BUDGET {
@@ -216,21 +213,13 @@ pub fn obtain_by(
 fn in_process(host: &RegistryHost, config: &Config, deadline: Instant) -> Obtained {
     match inproc::acquire(host, config, deadline) {
         Ok(Some((plan, token))) => Obtained::Credential {
-            username: username_for(plan.form).to_string(),
+            username: plan.form.username().to_string(),
             expires_at: Some(token.expires_at),
             secret: token.refresh_token,
             warning: None,
         },
         Ok(None) => Obtained::NotFound,
         Err(e) => Obtained::Error(e.to_string()),
-    }
-}
-
-/// Docker username for an answer form.
-pub fn username_for(form: CredentialForm) -> &'static str {
-    match form {
-        CredentialForm::RefreshToken => NULL_GUID,
-        CredentialForm::IdentityToken => IDENTITY_TOKEN_USERNAME,
     }
 }
 
@@ -242,8 +231,9 @@ fn via_agent(
 ) -> Result<Response, String> {
     call_agent(
         || Request::Get {
-            registry: host.to_string(),
-            env: request_env(config),
+            registry: host.clone(),
+            config: config.source.clone(),
+            env: acr_proto::env::IdentityEnv::capture(),
             min_ttl_secs,
             budget_ms: Some(time_left(deadline).as_millis() as u64),
         },
@@ -324,7 +314,7 @@ pub fn erase() -> u8 {
                 let asked = client::call(
                     &socket,
                     Request::Forget {
-                        registry: host.to_string(),
+                        registry: host.clone(),
                     },
                     Duration::from_secs(5),
                 );

@@ -141,7 +141,7 @@ pub fn run(opts: Options) -> u8 {
         r.ok("sign-in", &line);
     }
     let engine = crate::inproc::with_signins(Engine::new(Arc::new(SystemClock)));
-    let env = crate::docker::request_env(&config);
+    let env = acr_proto::env::IdentityEnv::capture();
     let host = match target {
         None => {
             // The chain for the first wired registry, else for any built-in ACR host.

@@ -8,7 +8,6 @@
 //! that token is the federated assertion for the client/tenant its annotations name.
 
 use crate::client;
-use crate::docker::username_for;
 use acr_proto::config::Config;
 use acr_proto::docker::NULL_GUID;
 use acr_proto::env::IdentityEnv;
@@ -208,8 +207,9 @@ fn obtain(
         .join(acr_proto::paths::SOCKET_NAME);
     if sa.is_none() && system_socket.exists() && !crate::docker::agent_disabled() {
         let request = Request::Get {
-            registry: host.to_string(),
-            env: crate::docker::request_env(config),
+            registry: host.clone(),
+            config: config.source.clone(),
+            env: IdentityEnv::capture(),
             min_ttl_secs: None,
             budget_ms: Some(left().as_millis() as u64),
         };
@@ -220,7 +220,7 @@ fn obtain(
                 expires_at,
                 ..
             }) => return Ok((username, secret, expires_at)),
-            Ok(Response::Error { message }) => return Err(message),
+            Ok(Response::Error { message, .. }) => return Err(message),
             other => {
                 if left() < Duration::from_secs(3) {
                     return Err(format!("{host}: the node agent did not answer within kubelet's time budget; check `systemctl status` of the agent"));
@@ -300,7 +300,7 @@ fn in_process(
         // kubelet's API has only username/password; containerd drops a password with an empty
         // or `<token>` user, so the null GUID form is the only one that works here.
         acr_proto::config::CredentialForm::IdentityToken => NULL_GUID.to_string(),
-        form => username_for(form).to_string(),
+        form => form.username().to_string(),
     };
     Ok((username, token.refresh_token, token.expires_at))
 }

@@ -18,6 +18,7 @@
 //! hosts in it, keeping the hot path free of keyring calls for everyone else.
 
 use acr_proto::docker::{IDENTITY_TOKEN_USERNAME, NULL_GUID};
+use acr_proto::host::RegistryHost;
 use acr_proto::ipc::{Request, Response};
 use acr_proto::Secret;
 use acr_token::policy::{stored_token, Policy};
@@ -145,8 +146,9 @@ fn keyring_get(host: &str) -> Result<(Secret, LoginStore), String> {
 }
 
 fn agent_get(host: &str) -> Option<Secret> {
+    let registry = RegistryHost::parse(host).ok()?;
     let request = || Request::GetLogin {
-        registry: host.to_string(),
+        registry: registry.clone(),
     };
     match crate::docker::call_agent(request, false, agent_deadline()) {
         Ok(Response::Login { secret, .. }) => Some(secret),
@@ -256,14 +258,15 @@ pub fn save(host: &str, username: &str, secret: &Secret) -> Result<LoginStore, S
                 registry = host,
                 "keyring unusable ({keyring}); keeping the login in the agent"
             );
+            let registry = RegistryHost::parse(host).map_err(|e| e.to_string())?;
             let request = || Request::StoreLogin {
-                registry: host.to_string(),
+                registry: registry.clone(),
                 username: username.to_string(),
                 secret: secret.clone(),
             };
             match crate::docker::call_agent(request, true, agent_deadline()) {
                 Ok(Response::Ok) => LoginStore::AgentMemory,
-                Ok(Response::Error { message }) => return Err(message),
+                Ok(Response::Error { message, .. }) => return Err(message),
                 Ok(_) | Err(_) => {
                     return Err(format!(
                         "cannot store the login for {host}: the keyring is unusable ({keyring}) and the agent did not take it; check `docker-credential-acr doctor`"
@@ -286,13 +289,15 @@ pub fn remove(host: &str) -> bool {
             let _ = e.delete_credential();
         }
     }
-    let _ = crate::docker::call_agent(
-        || Request::EraseLogin {
-            registry: host.to_string(),
-        },
-        false,
-        agent_deadline(),
-    );
+    if let Ok(registry) = RegistryHost::parse(host) {
+        let _ = crate::docker::call_agent(
+            || Request::EraseLogin {
+                registry: registry.clone(),
+            },
+            false,
+            agent_deadline(),
+        );
+    }
     if had {
         let _ = edit_index(|index| {
             index.remove(host);

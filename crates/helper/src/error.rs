@@ -16,6 +16,14 @@ pub enum HelperError {
     /// A one-line protocol failure (bad input, bad config, the agent's own answer), printed as is.
     #[error("{0}")]
     Protocol(String),
+    /// The agent answered with a failure (its kind says which; the line is its message).
+    #[error("{message}")]
+    Agent {
+        /// What kind of failure, as the agent classified it.
+        kind: acr_proto::ipc::ErrorKind,
+        /// The agent's one-line message.
+        message: String,
+    },
     /// The agent was asked and did not answer, with too little of the budget left to answer
     /// in-process.
     #[error("{host}: the agent did not answer within the command's time budget ({reason}); try again, or set {env}=1 to work without it", env = crate::NO_AGENT_ENV)]

@@ -7,11 +7,11 @@
 //!   what is left.
 
 use crate::{agent, engine, logins, output, stdin, HelperError};
-use acr_proto::config::{Config, CONFIG_ENV};
+use acr_proto::config::Config;
 use acr_proto::docker::{Credentials, DOCKER_BUDGET};
 use acr_proto::env::IdentityEnv;
 use acr_proto::host::{HostError, RegistryHost, MAX_SERVER_URL_LEN};
-use acr_proto::ipc::{Request, Response};
+use acr_proto::ipc::{ErrorKind, Request, Response};
 use std::time::{Duration, Instant};
 
 /// Least time worth starting an in-process acquisition with after the agent failed to answer;
@@ -36,8 +36,9 @@ pub fn run() -> Result<(), HelperError> {
         return Err(engine::exec_get(server_url, Some(engine::left(deadline))));
     }
     let request = || Request::Get {
-        registry: host.to_string(),
-        env: request_env(&config),
+        registry: host.clone(),
+        config: config.source.clone(),
+        env: IdentityEnv::capture(),
         min_ttl_secs: None,
         budget_ms: Some(agent::time_left(deadline).as_millis() as u64),
     };
@@ -62,7 +63,11 @@ pub fn run() -> Result<(), HelperError> {
             Ok(())
         }
         Ok(Response::NotFound) => Err(HelperError::NotFound),
-        Ok(Response::Error { message }) => Err(HelperError::Protocol(message)),
+        Ok(Response::Error {
+            kind: ErrorKind::NotOurs,
+            ..
+        }) => Err(HelperError::NotFound),
+        Ok(Response::Error { kind, message, .. }) => Err(HelperError::Agent { kind, message }),
         // An answer that is no answer to `get`: compute it in-process.
         Ok(_) => Err(engine::exec_get(server_url, Some(engine::left(deadline)))),
         Err(e) => {
@@ -95,13 +100,4 @@ fn recognise(server_url: &str) -> Result<(RegistryHost, Config), HelperError> {
         return Err(HelperError::NotFound);
     }
     Ok((host, config))
-}
-
-/// The request env: the caller's identity variables plus the config file in force.
-pub fn request_env(config: &Config) -> IdentityEnv {
-    let mut env = IdentityEnv::capture();
-    if let Some(path) = &config.source {
-        env.set(CONFIG_ENV, path.to_string_lossy());
-    }
-    env
 }

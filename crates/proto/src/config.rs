@@ -64,6 +64,17 @@ pub enum CredentialForm {
     IdentityToken,
 }
 
+impl CredentialForm {
+    /// The Docker username of an answer in this form: the one place it is decided, for the
+    /// agent, the in-process engine and kubelet mode alike.
+    pub fn username(self) -> &'static str {
+        match self {
+            CredentialForm::RefreshToken => crate::docker::NULL_GUID,
+            CredentialForm::IdentityToken => crate::docker::IDENTITY_TOKEN_USERNAME,
+        }
+    }
+}
+
 /// Settings that can appear in `[defaults]` and in each `[[registry]]`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -36,7 +36,6 @@ pub const ALLOWED: &[&str] = &[
     "SYSTEM_ACCESSTOKEN",
     "HOME",
     "PATH",
-    "DOCKER_CREDENTIAL_ACR_CONFIG",
 ];
 
 /// Proxy variables, in both spellings curl and Go honour.

@@ -104,6 +104,21 @@ impl fmt::Display for RegistryHost {
     }
 }
 
+/// On the wire a host is its canonical string; decoding parses it again, so a peer can never
+/// hand over a host the parser would have refused.
+impl serde::Serialize for RegistryHost {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for RegistryHost {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        RegistryHost::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 fn split_port(authority: &str) -> Result<(&str, Option<u16>), HostError> {
     if let Some(inner) = authority.strip_prefix('[') {
         // IPv6 literal: `[::1]` or `[::1]:5000`.

@@ -6,12 +6,16 @@
 //! is frozen across versions) and starts its own.
 
 use crate::env::IdentityEnv;
+use crate::host::RegistryHost;
 use crate::Secret;
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
+use std::path::PathBuf;
 
 /// The IPC protocol version. Bump on any incompatible change; a test pins it.
-pub const PROTOCOL_VERSION: u32 = 1;
+///
+/// 2: typed registry hosts, the config file as its own field of `get`, and a kind on every error.
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Largest frame either side accepts (a request is a few KiB; a status for many registries more).
 pub const MAX_FRAME: usize = 4 << 20;
@@ -32,8 +36,13 @@ pub struct Envelope {
 pub enum Request {
     /// A credential for one canonical registry host, acquired with the caller's identity.
     Get {
-        /// Canonical registry host (`RegistryHost` display form).
-        registry: String,
+        /// The registry (its canonical string on the wire, validated when decoded).
+        registry: RegistryHost,
+        /// The config file in force for the caller (`None`: the caller has none, all defaults).
+        /// Explicit because the agent must read the caller's file, not the one its own
+        /// environment would pick.
+        #[serde(default)]
+        config: Option<PathBuf>,
         /// The caller's identity-relevant environment.
         env: IdentityEnv,
         /// Minimum seconds of life the answer must have, overriding the agent's default.
@@ -45,14 +54,14 @@ pub enum Request {
     },
     /// Forget cached tokens for a registry (after `docker logout`).
     Forget {
-        /// Canonical registry host.
-        registry: String,
+        /// The registry.
+        registry: RegistryHost,
     },
     /// Keep a static login (admin user, repository-scoped token) in the agent's memory for its
     /// life: the last resort when no keyring is usable (keyring syscalls forbidden by seccomp).
     StoreLogin {
-        /// Canonical registry host.
-        registry: String,
+        /// The registry.
+        registry: RegistryHost,
         /// The login's user name.
         username: String,
         /// Its password or token.
@@ -60,13 +69,13 @@ pub enum Request {
     },
     /// The static login kept in memory for a registry: `Login`, or `NotFound`.
     GetLogin {
-        /// Canonical registry host.
-        registry: String,
+        /// The registry.
+        registry: RegistryHost,
     },
     /// Forget the static login kept in memory for a registry.
     EraseLogin {
-        /// Canonical registry host.
-        registry: String,
+        /// The registry.
+        registry: RegistryHost,
     },
     /// Per-registry cache state, never a secret.
     Status,
@@ -100,8 +109,14 @@ pub enum Response {
     },
     /// A one-line, actionable failure.
     Error {
+        /// What kind of failure, so a caller can decide (retry, fall back, report) without
+        /// reading the message.
+        kind: ErrorKind,
         /// The message for the user.
         message: String,
+        /// Seconds after which asking again may succeed (throttling, backoff), when known.
+        #[serde(default)]
+        retry_after_secs: Option<u64>,
     },
     /// Cache state for `agent status`.
     Status {
@@ -128,6 +143,40 @@ pub enum Response {
         /// The agent's version.
         agent: u32,
     },
+}
+
+impl Response {
+    /// An error answer without a retry hint.
+    pub fn error(kind: ErrorKind, message: impl Into<String>) -> Response {
+        Response::Error {
+            kind,
+            message: message.into(),
+            retry_after_secs: None,
+        }
+    }
+}
+
+/// Why a request failed, as both sides of the wire understand it. New kinds may appear in later
+/// versions; a peer that does not know one reads it as [`ErrorKind::Internal`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The registry is not one this program serves (the caller answers "not found").
+    NotOurs,
+    /// Upstream (Entra, the registry) failed transiently or throttled: asking again later may
+    /// succeed.
+    Unavailable,
+    /// The identity was refused, or lacks the role (e.g. AcrPull) for the registry.
+    Denied,
+    /// No usable identity is configured, or the config file is wrong.
+    Misconfigured,
+    /// The request's time budget ran out before an answer.
+    Timeout,
+    /// The request itself is malformed (bad frame, bad registry, oversized).
+    BadRequest,
+    /// Anything else, including kinds this version does not know.
+    #[serde(other)]
+    Internal,
 }
 
 /// Agent-wide counters shown by `agent status`.
@@ -244,7 +293,7 @@ mod tests {
     #[test]
     fn protocol_version_is_pinned() {
         // Changing the wire format means bumping this and updating the test together.
-        assert_eq!(PROTOCOL_VERSION, 1);
+        assert_eq!(PROTOCOL_VERSION, 2);
         let stop = serde_json::to_string(&Envelope {
             v: 7,
             request: Request::Stop,
@@ -261,14 +310,14 @@ mod tests {
             &Envelope {
                 v: 1,
                 request: Request::Forget {
-                    registry: "r.azurecr.io".into(),
+                    registry: RegistryHost::parse("r.azurecr.io").unwrap(),
                 },
             },
         )
         .unwrap();
         let back: Envelope = read_frame(&mut buf.as_slice()).unwrap();
         assert!(
-            matches!(back.request, Request::Forget { ref registry } if registry == "r.azurecr.io")
+            matches!(back.request, Request::Forget { ref registry } if registry.to_string() == "r.azurecr.io")
         );
         let huge = ((MAX_FRAME + 1) as u32).to_be_bytes();
         assert!(matches!(
@@ -287,7 +336,8 @@ mod tests {
         let mut env = IdentityEnv::default();
         env.set("AZURE_CLIENT_SECRET", "very-secret-value");
         let req = Request::Get {
-            registry: "r".into(),
+            registry: RegistryHost::parse("r").unwrap(),
+            config: None,
             env,
             min_ttl_secs: None,
             budget_ms: None,
@@ -300,5 +350,51 @@ mod tests {
             warning: None,
         };
         assert!(!format!("{resp:?}").contains("tok-abc"));
+    }
+
+    #[test]
+    fn registry_travels_as_its_canonical_string_and_is_checked_on_decode() {
+        let req = Envelope {
+            v: PROTOCOL_VERSION,
+            request: Request::Get {
+                registry: RegistryHost::parse("HTTPS://R.azurecr.io:443/v2/").unwrap(),
+                config: Some(PathBuf::from("/tmp/c.toml")),
+                env: IdentityEnv::default(),
+                min_ttl_secs: None,
+                budget_ms: Some(5),
+            },
+        };
+        let json = serde_json::to_string(&req).unwrap();
+        assert!(json.contains(r#""registry":"r.azurecr.io""#), "{json}");
+        assert!(json.contains(r#""config":"/tmp/c.toml""#), "{json}");
+        let bad = json.replace("r.azurecr.io", "r azurecr io");
+        let err = decode::<Envelope>(bad.as_bytes()).unwrap_err().to_string();
+        assert!(err.contains("invalid registry server URL"), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+    }
+
+    #[test]
+    fn error_kinds_are_snake_case_and_unknown_ones_read_as_internal() {
+        let json = serde_json::to_string(&Response::Error {
+            kind: ErrorKind::NotOurs,
+            message: "m".into(),
+            retry_after_secs: Some(30),
+        })
+        .unwrap();
+        assert_eq!(
+            json,
+            r#"{"result":"error","kind":"not_ours","message":"m","retry_after_secs":30}"#
+        );
+        let later: Response =
+            serde_json::from_str(r#"{"result":"error","kind":"quota_exceeded","message":"m"}"#)
+                .unwrap();
+        assert!(matches!(
+            later,
+            Response::Error {
+                kind: ErrorKind::Internal,
+                retry_after_secs: None,
+                ..
+            }
+        ));
     }
 }

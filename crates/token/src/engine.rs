@@ -20,10 +20,20 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-/// Something that turns a plan into a fresh ACR token. The agent depends on this trait so its
-/// cache, single-flight and refresh logic can be tested with a counting fake.
+/// Something that plans requests and turns a plan into a fresh ACR token. The agent depends on
+/// this trait (one engine, planning and acquiring) so its cache, single-flight and refresh logic
+/// can be tested with a counting fake that plans like the real engine.
 #[async_trait::async_trait]
 pub trait Acquirer: Send + Sync {
+    /// Decides the plan for `registry` and a caller's environment and config (no I/O but
+    /// reading the small sign-in index). `Ok(None)`: not a registry we serve.
+    fn plan(
+        &self,
+        registry: &RegistryHost,
+        env: &IdentityEnv,
+        config: &Config,
+    ) -> Result<Option<Plan>, TokenError>;
+
     /// One full acquisition: challenge, Entra token, exchange.
     async fn acquire(&self, plan: &Plan) -> Result<AcrToken, TokenError>;
 
@@ -346,6 +356,15 @@ fn entra_lifetime(token: &str, now: u64) -> u64 {
 
 #[async_trait::async_trait]
 impl Acquirer for Engine {
+    fn plan(
+        &self,
+        registry: &RegistryHost,
+        env: &IdentityEnv,
+        config: &Config,
+    ) -> Result<Option<Plan>, TokenError> {
+        Engine::plan(self, registry, env, config)
+    }
+
     async fn acquire(&self, plan: &Plan) -> Result<AcrToken, TokenError> {
         let clients = self.clients_for(plan)?;
         tracing::debug!(registry = %plan.registry, identity = %plan.identity, "acquiring ACR refresh token");

@@ -50,12 +50,19 @@ async fn concurrent_gets_share_a_failure_instead_of_repeating_it() {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let acq = FakeAcquirer::new(clock.clone(), 3 * 3600, Duration::from_millis(300));
     let agent = start(options(&socket, Policy::default()), acq.clone(), clock).await;
-    for (registry, mode, expect) in [
-        ("denied.azurecr.io", Mode::Denied, "AcrPull"),
+    // Every waiter gets the failure's kind too, not only its message.
+    for (registry, mode, expect, expect_kind) in [
+        (
+            "denied.azurecr.io",
+            Mode::Denied,
+            "AcrPull",
+            acr_proto::ipc::ErrorKind::Denied,
+        ),
         (
             "down.azurecr.io",
             Mode::Transient(Some(Duration::from_secs(30))),
             "503",
+            acr_proto::ipc::ErrorKind::Unavailable,
         ),
     ] {
         acq.set_mode(mode);
@@ -67,8 +74,9 @@ async fn concurrent_gets_share_a_failure_instead_of_repeating_it() {
             .collect();
         for t in tasks {
             match t.await.unwrap() {
-                acr_proto::ipc::Response::Error { message } => {
-                    assert!(message.contains(expect), "{message}")
+                acr_proto::ipc::Response::Error { kind, message, .. } => {
+                    assert!(message.contains(expect), "{message}");
+                    assert_eq!(kind, expect_kind, "{message}");
                 }
                 other => panic!("{other:?}"),
             }

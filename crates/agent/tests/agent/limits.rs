@@ -5,7 +5,7 @@
 
 use crate::common::*;
 use acr_proto::env::IdentityEnv;
-use acr_proto::ipc::{Request, Response};
+use acr_proto::ipc::{ErrorKind, Request, Response};
 use acr_token::policy::Policy;
 use acr_token::{Clock, FakeClock};
 use interprocess::local_socket::tokio::{prelude::*, Stream};
@@ -26,7 +26,8 @@ async fn agent_on(clock: Arc<dyn Clock>) -> (tempfile::TempDir, Agent, Arc<FakeA
 
 fn get_with(env: IdentityEnv, min_ttl_secs: Option<u64>) -> Request {
     Request::Get {
-        registry: REG.into(),
+        registry: host(REG),
+        config: None,
         env,
         min_ttl_secs,
         budget_ms: Some(30_000),
@@ -42,18 +43,18 @@ async fn a_fifo_as_config_path_fails_that_caller_and_blocks_nobody() {
         .status()
         .unwrap();
     assert!(made.success());
-    let mut env = sp_env("sp-secret");
-    env.set(
-        acr_proto::config::CONFIG_ENV,
-        fifo.to_string_lossy().to_string(),
-    );
+    let mut fifo_get = get_with(sp_env("sp-secret"), None);
+    if let Request::Get { config, .. } = &mut fifo_get {
+        *config = Some(fifo.clone());
+    }
     let started = Instant::now();
-    let (stuck, other) = tokio::join!(
-        request(&agent.socket, get_with(env, None)),
-        get(&agent.socket, REG)
-    );
+    let (stuck, other) = tokio::join!(request(&agent.socket, fifo_get), get(&agent.socket, REG));
     match stuck {
-        Response::Error { message } => {
+        Response::Error {
+            kind: ErrorKind::Misconfigured,
+            message,
+            ..
+        } => {
             assert!(message.contains("not a regular file"), "{message}")
         }
         other => panic!("{other:?}"),

@@ -8,4 +8,5 @@ mod get;
 mod limits;
 mod protocol;
 mod refresh;
+mod service;
 mod socket;

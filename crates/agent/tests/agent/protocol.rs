@@ -2,7 +2,7 @@
 
 use crate::common::*;
 use acr_agent::ServeOutcome;
-use acr_proto::ipc::{Request, Response, MAX_FRAME, PROTOCOL_VERSION};
+use acr_proto::ipc::{ErrorKind, Request, Response, MAX_FRAME, PROTOCOL_VERSION};
 use acr_token::policy::Policy;
 use acr_token::{Clock, SystemClock};
 use std::sync::Arc;
@@ -30,18 +30,27 @@ async fn oversized_malformed_and_other_versions() {
     let (_tmp, agent, _) = agent().await;
     let huge = ((MAX_FRAME + 1) as u32).to_be_bytes();
     match send_raw(&agent.socket, &huge).await {
-        Some(Response::Error { message }) => assert!(message.contains("limit"), "{message}"),
+        Some(Response::Error {
+            kind: ErrorKind::BadRequest,
+            message,
+            ..
+        }) => assert!(message.contains("limit"), "{message}"),
         other => panic!("{other:?}"),
     }
     match send_raw(&agent.socket, &frame("{nope")).await {
-        Some(Response::Error { message }) => {
+        Some(Response::Error {
+            kind: ErrorKind::BadRequest,
+            message,
+            ..
+        }) => {
             assert!(message.starts_with("malformed request") && !message.contains('\n'))
         }
         other => panic!("{other:?}"),
     }
     for old in [
         r#"{"v":0,"op":"status"}"#,
-        r#"{"v":2,"op":"get","registry":"r","whatever":1}"#,
+        r#"{"v":1,"op":"get","registry":"r","env":{}}"#,
+        r#"{"v":3,"op":"get","registry":"r","whatever":1}"#,
     ] {
         match send_raw(&agent.socket, &frame(old)).await {
             Some(Response::VersionMismatch { agent }) => assert_eq!(agent, PROTOCOL_VERSION),
@@ -96,7 +105,8 @@ async fn not_ours_no_identity_and_bad_urls() {
     let no_identity = request(
         &agent.socket,
         Request::Get {
-            registry: REG.into(),
+            registry: host(REG),
+            config: None,
             env: acr_proto::env::IdentityEnv::from_pairs([(
                 "PATH".to_string(),
                 "/nonexistent".to_string(),
@@ -107,22 +117,35 @@ async fn not_ours_no_identity_and_bad_urls() {
     )
     .await;
     match no_identity {
-        Response::Error { message } => assert!(message.contains("AZURE_CLIENT_ID"), "{message}"),
+        Response::Error {
+            kind: ErrorKind::Misconfigured,
+            message,
+            ..
+        } => assert!(message.contains("AZURE_CLIENT_ID"), "{message}"),
         other => panic!("{other:?}"),
     }
-    assert!(matches!(
-        get(&agent.socket, "user:pw@myreg.azurecr.io").await,
-        Response::Error { .. }
-    ));
-    // A config file in the caller's environment is honoured (and a broken one reported).
+    // A registry the parser refuses never gets past the frame decoder: one line, no panic.
+    match get(&agent.socket, "user:pw@myreg.azurecr.io").await {
+        Response::Error {
+            kind: ErrorKind::BadRequest,
+            message,
+            ..
+        } => assert!(
+            message.contains("user information is not allowed") && !message.contains('\n'),
+            "{message}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    // The config file the caller names is honoured (and a broken one reported), and a variable
+    // of that name in the identity environment is not how it is named.
     let cfg = _tmp.path().join("config.toml");
     std::fs::write(&cfg, "[defaults]\ncredential_form = \"identity-token\"\n").unwrap();
-    let mut env = sp_env("sp-secret");
-    env.set("DOCKER_CREDENTIAL_ACR_CONFIG", cfg.to_string_lossy());
+    let env = sp_env("sp-secret");
     let r = request(
         &agent.socket,
         Request::Get {
-            registry: REG.into(),
+            registry: host(REG),
+            config: Some(cfg.clone()),
             env: env.clone(),
             min_ttl_secs: None,
             budget_ms: None,
@@ -134,7 +157,8 @@ async fn not_ours_no_identity_and_bad_urls() {
     match request(
         &agent.socket,
         Request::Get {
-            registry: REG.into(),
+            registry: host(REG),
+            config: Some(cfg),
             env,
             min_ttl_secs: None,
             budget_ms: None,
@@ -142,7 +166,11 @@ async fn not_ours_no_identity_and_bad_urls() {
     )
     .await
     {
-        Response::Error { message } => assert!(message.contains("colud"), "{message}"),
+        Response::Error {
+            kind: ErrorKind::Misconfigured,
+            message,
+            ..
+        } => assert!(message.contains("colud"), "{message}"),
         other => panic!("{other:?}"),
     }
     assert_eq!(acq.total(), 1);
@@ -191,7 +219,7 @@ async fn status_shows_entries_without_secrets_and_forget_drops_them() {
         request(
             &agent.socket,
             Request::Forget {
-                registry: "https://MyReg.azurecr.io/v2/".into()
+                registry: host("https://MyReg.azurecr.io/v2/")
             }
         )
         .await,

@@ -2,7 +2,7 @@
 //! with tokio's timers, so hours pass in milliseconds.
 
 use crate::common::*;
-use acr_proto::ipc::{Request, Response};
+use acr_proto::ipc::{ErrorKind, Request, Response};
 use acr_token::clock::TokioClock;
 use acr_token::policy::Policy;
 use acr_token::Clock;
@@ -100,7 +100,11 @@ async fn outage_serves_cached_token_with_warning_and_backs_off() {
     sleep_until_offset(start, 3 * H + 1).await;
     assert!(clock.now() > expires_at);
     match get(&agent.socket, REG).await {
-        Response::Error { message } => assert!(message.contains("503"), "{message}"),
+        Response::Error {
+            kind: ErrorKind::Unavailable,
+            message,
+            ..
+        } => assert!(message.contains("503"), "{message}"),
         other => panic!("{other:?}"),
     }
 
@@ -119,7 +123,11 @@ async fn retry_after_is_honoured_by_gets() {
     acq.set_mode(Mode::Transient(Some(Duration::from_secs(2))));
     let asked = Instant::now();
     match get(&agent.socket, REG).await {
-        Response::Error { message } => assert!(message.contains("503"), "{message}"),
+        Response::Error {
+            kind: ErrorKind::Unavailable,
+            message,
+            ..
+        } => assert!(message.contains("503"), "{message}"),
         other => panic!("{other:?}"),
     }
     // The get's own retries, each after the server's Retry-After, inside its budget.
@@ -180,7 +188,11 @@ async fn denied_is_not_retried_by_the_scheduler() {
     // A get may try again (the role may have been granted since); a permanent refusal is
     // reported as it is, not papered over with the cached token.
     match get(&agent.socket, REG).await {
-        Response::Error { message } => assert!(message.contains("AcrPull"), "{message}"),
+        Response::Error {
+            kind: ErrorKind::Denied,
+            message,
+            retry_after_secs: None,
+        } => assert!(message.contains("AcrPull"), "{message}"),
         other => panic!("{other:?}"),
     }
     assert_eq!(acq.count(REG), 3);

@@ -5,6 +5,7 @@
 
 use acr_agent::{serve, AgentError, AgentOptions, ServeOutcome};
 use acr_proto::env::IdentityEnv;
+use acr_proto::host::RegistryHost;
 use acr_proto::ipc::{self, Envelope, Request, Response, PROTOCOL_VERSION};
 use acr_proto::Secret;
 use acr_token::policy::Policy;
@@ -38,6 +39,8 @@ pub enum Mode {
 /// Counts acquisitions per registry and issues tokens of a chosen lifetime.
 #[derive(Debug)]
 pub struct FakeAcquirer {
+    /// The real planner: only the upstream is faked.
+    planner: Engine,
     clock: Arc<dyn Clock>,
     lifetime: AtomicU64,
     delay: Duration,
@@ -48,6 +51,7 @@ pub struct FakeAcquirer {
 impl FakeAcquirer {
     pub fn new(clock: Arc<dyn Clock>, lifetime_secs: u64, delay: Duration) -> Arc<Self> {
         Arc::new(FakeAcquirer {
+            planner: Engine::new(clock.clone()),
             clock,
             lifetime: AtomicU64::new(lifetime_secs),
             delay,
@@ -88,6 +92,15 @@ pub fn secret_for(registry: &str, n: usize) -> String {
 
 #[async_trait::async_trait]
 impl Acquirer for FakeAcquirer {
+    fn plan(
+        &self,
+        registry: &acr_proto::host::RegistryHost,
+        env: &IdentityEnv,
+        config: &acr_proto::config::Config,
+    ) -> Result<Option<Plan>, TokenError> {
+        self.planner.plan(registry, env, config)
+    }
+
     async fn acquire(&self, plan: &Plan) -> Result<AcrToken, TokenError> {
         let registry = plan.registry.to_string();
         let n = {
@@ -177,11 +190,9 @@ pub async fn start(
     ours.set_nonblocking(true).unwrap();
     let mut ours = tokio::net::UnixStream::from_std(ours).unwrap();
     let (tx, rx) = oneshot::channel::<()>();
-    let engine = Arc::new(Engine::new(clock.clone()));
     let socket = options.socket_path.clone();
     let task = tokio::spawn(serve(
         options,
-        engine,
         acquirer,
         clock,
         Some(ready_file),
@@ -231,18 +242,29 @@ pub async fn get(socket: &Path, registry: &str) -> Response {
     get_as(socket, registry, "sp-secret").await
 }
 
-/// A `get` as a given client secret (a different secret is a different identity).
+/// A registry host the tests know to be valid.
+pub fn host(registry: &str) -> RegistryHost {
+    RegistryHost::parse(registry).expect("a valid registry host")
+}
+
+/// A `get` as a given client secret (a different secret is a different identity). The registry
+/// goes into the frame as given, so a malformed one reaches the agent's decoder.
 pub async fn get_as(socket: &Path, registry: &str, client_secret: &str) -> Response {
-    request(
-        socket,
-        Request::Get {
-            registry: registry.to_string(),
+    let mut frame = serde_json::to_value(Envelope {
+        v: PROTOCOL_VERSION,
+        request: Request::Get {
+            registry: host("placeholder.azurecr.io"),
+            config: None,
             env: sp_env(client_secret),
             min_ttl_secs: None,
             budget_ms: None,
         },
-    )
-    .await
+    })
+    .unwrap();
+    frame["registry"] = registry.into();
+    send_raw(socket, &ipc::encode(&frame).unwrap())
+        .await
+        .expect("agent closed without answering")
 }
 
 /// The credential fields of a response, or a panic naming what came instead.
