@@ -360,7 +360,12 @@ fn answer_field(stdout: &[u8], field: &str) -> Option<String> {
 /// Times every probe `runs` times (after `WARMUP` untimed rounds), round-robin, with the C
 /// runner, so that noise from the rest of the machine lands on all of them alike. Each result
 /// comes back sorted.
-fn time_interleaved(runner: &Path, dir: &Path, probes: &[Probe], runs: usize) -> Vec<Vec<Duration>> {
+fn time_interleaved(
+    runner: &Path,
+    dir: &Path,
+    probes: &[Probe],
+    runs: usize,
+) -> Vec<Vec<Duration>> {
     let mut spec = String::new();
     for (i, p) in probes.iter().enumerate() {
         spec.push_str(&format!("probe p{i}\narg {}\n", p.program.display()));

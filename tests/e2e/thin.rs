@@ -70,7 +70,11 @@ fn a_missing_engine_is_one_line_naming_the_file() {
     assert!(err.contains(&missing.display().to_string()), "{err}");
     assert_no_panic(&out, "missing engine");
     // A Docker verb: the line goes to stdout, where docker reads a helper's errors.
-    let out = run(&["store"], r#"{"ServerURL":"myreg.azurecr.io","Username":"u","Secret":"p"}"#, &[]);
+    let out = run(
+        &["store"],
+        r#"{"ServerURL":"myreg.azurecr.io","Username":"u","Secret":"p"}"#,
+        &[],
+    );
     let line = one_line_failure(&out);
     assert_eq!(line.lines().count(), 1, "{line}");
     assert!(line.contains(&missing.display().to_string()), "{line}");
@@ -128,8 +132,17 @@ fn the_client_links_no_engine_code() {
     // it links in its symbols); the engine does, which shows the check can see them.
     let client = std::fs::read(bin()).unwrap();
     let engine = std::fs::read(engine_bin()).unwrap();
-    let has = |bytes: &[u8], needle: &str| bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
-    for name in ["tokio", "reqwest", "rustls", "zbus", "acr_token", "acr_agent", "acr_cli"] {
+    let has =
+        |bytes: &[u8], needle: &str| bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
+    for name in [
+        "tokio",
+        "reqwest",
+        "rustls",
+        "zbus",
+        "acr_token",
+        "acr_agent",
+        "acr_cli",
+    ] {
         assert!(!has(&client, name), "the client links {name}");
         assert!(has(&engine, name), "the engine should link {name}");
     }

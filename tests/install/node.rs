@@ -191,7 +191,9 @@ fn kubeadm_fresh_install_then_a_rerun_changes_nothing() {
     // The installed copies run.
     for b in [&bin, &engine] {
         let version = run(Command::new(b).arg("version"));
-        assert!(version.status.success() && text(&version.stdout).contains("docker-credential-acr"));
+        assert!(
+            version.status.success() && text(&version.stdout).contains("docker-credential-acr")
+        );
     }
     // No config before: ours, verbatim (comments kept).
     assert_eq!(

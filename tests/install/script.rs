@@ -431,7 +431,11 @@ fn missing_binary_and_bad_options_fail_clearly() {
     let err = text(&out.stderr);
     assert!(
         err.contains("no docker-credential-acr-engine beside")
-            && err.contains(&s.path("lone/docker-credential-acr-engine").display().to_string()),
+            && err.contains(
+                &s.path("lone/docker-credential-acr-engine")
+                    .display()
+                    .to_string()
+            ),
         "{err}"
     );
     let out = s.run(&["--frobnicate"], &[]);

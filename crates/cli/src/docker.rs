@@ -5,18 +5,17 @@
 //! hosts we do not serve get Docker's exact not-found text so clients fall back.
 
 use crate::client::{self, ClientError};
-use crate::output::{stderr_line, stdout_line};
 use crate::inproc;
+use crate::output::{stderr_line, stdout_line};
+use acr_helper::agent::time_left;
+use acr_helper::get::MIN_INPROC_BUDGET;
 use acr_proto::config::Config;
 use acr_proto::docker::{Credentials, NOT_FOUND, NULL_GUID};
 use acr_proto::host::{HostError, RegistryHost, MAX_SERVER_URL_LEN};
 use acr_proto::ipc::{Request, Response};
 use acr_proto::Secret;
 use acr_token::{Clock, SystemClock};
-use acr_helper::agent::time_left;
-use acr_helper::get::MIN_INPROC_BUDGET;
 use std::time::{Duration, Instant};
-
 
 /// Reads stdin up to the cap (the client's reader). `Err` carries the one-line protocol error.
 fn read_stdin() -> Result<String, String> {
@@ -252,7 +251,6 @@ pub fn call_agent(
 ) -> Result<Response, String> {
     acr_helper::agent::call(request, start, deadline).map_err(|e| e.to_string())
 }
-
 
 /// `store`: after `docker login`. A static login (admin user, repository-scoped token) for a
 /// registry we serve goes to the OS keyring, and so does the null-GUID/`<token>` form when its

@@ -101,7 +101,10 @@ mod tests {
             protocol: false,
         };
         let line = e.to_string();
-        assert!(line.contains("/opt/x/docker-credential-acr-engine"), "{line}");
+        assert!(
+            line.contains("/opt/x/docker-credential-acr-engine"),
+            "{line}"
+        );
         assert!(!line.contains('\n'));
         assert_eq!(e.exit_code(), 1);
         assert!(!e.on_stdout());
