@@ -11,6 +11,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +49,7 @@ static long long run(struct probe *p) {
     pid_t pid = fork();
     if (pid < 0) die("fork");
     if (pid == 0) {
+        signal(SIGPIPE, SIG_DFL); /* the child starts with default dispositions, as under docker */
         dup2(in[0], 0);
         dup2(out[1], 1);
         execve(p->argv[0], p->argv, p->envp);
@@ -56,7 +58,8 @@ static long long run(struct probe *p) {
     close(in[0]);
     close(out[1]);
     size_t len = strlen(p->input);
-    if (len && write(in[1], p->input, len) != (ssize_t)len) die("write stdin");
+    /* A command that exits without reading stdin (`version`) closes the pipe: EPIPE, not fatal. */
+    if (len && write(in[1], p->input, len) != (ssize_t)len && errno != EPIPE) die("write stdin");
     close(in[1]);
     size_t got = 0;
     for (;;) {
@@ -89,6 +92,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     int runs = atoi(argv[1]), warmup = atoi(argv[2]);
+    signal(SIGPIPE, SIG_IGN);
     FILE *f = fopen(argv[3], "r");
     if (!f) die(argv[3]);
     static struct probe probes[MAXP];

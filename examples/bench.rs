@@ -382,7 +382,7 @@ fn time_interleaved(
         spec.push_str("end\n");
     }
     let spec_file = dir.join("runner.spec");
-    std::fs::write(&spec_file, spec).expect("runner spec");
+    std::fs::write(&spec_file, &spec).expect("runner spec");
     let out = Command::new(runner)
         .arg(runs.to_string())
         .arg(WARMUP.to_string())
@@ -390,7 +390,12 @@ fn time_interleaved(
         .stderr(Stdio::inherit())
         .output()
         .expect("runner");
-    assert!(out.status.success(), "runner failed");
+    assert!(
+        out.status.success(),
+        "runner failed ({}) on {}",
+        out.status,
+        spec_file.display()
+    );
     let text = String::from_utf8(out.stdout).expect("runner output");
     let mut times: Vec<Vec<Duration>> = text
         .lines()
