@@ -81,7 +81,7 @@ fn a_healthy_setup_is_all_ok() {
         &["credHelpers send myreg.azurecr.io"],
     );
     expect_line(&lines, "ok", "containers auth", &[]);
-    expect_line(&lines, "ok", "agent", &["running at", "protocol 1"]);
+    expect_line(&lines, "ok", "agent", &["running at", "protocol 2"]);
     expect_line(
         &lines,
         "ok",

@@ -58,7 +58,7 @@ pub(crate) async fn handle(conn: Stream, service: Arc<Service>) {
         }
     };
     let mut stop = false;
-    let response = match classify(&body) {
+    let response = match classify(body.bytes()) {
         Frame::Request(request) => {
             stop = matches!(request, Request::Stop);
             service.call(request).await
@@ -108,20 +108,21 @@ enum ReadError {
     Io(std::io::Error),
 }
 
-async fn read_body(conn: &Stream) -> Result<Vec<u8>, ReadError> {
+/// Reads one frame with the same reader (header, cap, body) the blocking client uses.
+async fn read_body(conn: &Stream) -> Result<ipc::FrameReader, ReadError> {
     let mut reader = conn;
-    let mut header = [0u8; 4];
+    let mut frame = ipc::FrameReader::new();
     reader
-        .read_exact(&mut header)
+        .read_exact(frame.header())
         .await
         .map_err(ReadError::Io)?;
-    let len = match ipc::body_len(header) {
-        Ok(len) => len,
-        Err(_) => return Err(ReadError::TooLarge(u32::from_be_bytes(header) as usize)),
+    let body = match frame.body() {
+        Ok(body) => body,
+        Err(ipc::FrameError::TooLarge(len)) => return Err(ReadError::TooLarge(len)),
+        Err(e) => return Err(ReadError::Io(std::io::Error::other(e.to_string()))),
     };
-    let mut body = vec![0u8; len];
-    reader.read_exact(&mut body).await.map_err(ReadError::Io)?;
-    Ok(body)
+    reader.read_exact(body).await.map_err(ReadError::Io)?;
+    Ok(frame)
 }
 
 /// Decides what a frame is. `stop` is recognised from its frozen shape before anything else, so

@@ -5,21 +5,34 @@
 //! hosts we do not serve get Docker's exact not-found text so clients fall back.
 
 use crate::client::{self, ClientError};
-use crate::inproc;
 use crate::output::{stderr_line, stdout_line};
-use acr_helper::agent::time_left;
-use acr_helper::get::MIN_INPROC_BUDGET;
-use acr_proto::config::Config;
+use crate::reach::{self, GetError, Route};
+use acr_helper::stdin::InputError as StdinError;
+use acr_proto::config::{Config, ConfigError};
 use acr_proto::docker::{Credentials, NOT_FOUND, NULL_GUID};
 use acr_proto::host::{HostError, RegistryHost, MAX_SERVER_URL_LEN};
 use acr_proto::ipc::{Request, Response};
-use acr_proto::Secret;
 use acr_token::{Clock, SystemClock};
 use std::time::{Duration, Instant};
+use thiserror::Error;
 
-/// Reads stdin up to the cap (the client's reader). `Err` carries the one-line protocol error.
-fn read_stdin() -> Result<String, String> {
-    acr_helper::stdin::read().map_err(|e| e.to_string())
+/// Why a Docker verb could not use its input. Each message is the one protocol line printed.
+#[derive(Debug, Error)]
+enum InputError {
+    /// Standard input could not be taken as the payload (the client's reader and its cap).
+    #[error(transparent)]
+    Stdin(#[from] StdinError),
+    /// No server URL at all.
+    #[error(transparent)]
+    Host(HostError),
+    /// The config file is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// Reads stdin up to the cap, as the client does.
+fn read_stdin() -> Result<String, InputError> {
+    Ok(acr_helper::stdin::read()?)
 }
 
 /// The outcome of recognising a server URL.
@@ -34,16 +47,16 @@ enum Target {
 }
 
 /// Parses the server URL and decides whether we serve it. Never does network I/O.
-fn recognise(input: &str) -> Result<Target, String> {
+fn recognise(input: &str) -> Result<Target, InputError> {
     let host = match RegistryHost::parse(input) {
         Ok(h) => h,
-        Err(HostError::Empty) => return Err(HostError::Empty.to_string()),
+        Err(HostError::Empty) => return Err(InputError::Host(HostError::Empty)),
         Err(e) => {
             tracing::debug!("not a registry we serve: {e}");
             return Ok(Target::NotOurs);
         }
     };
-    let config = Config::load(&|k| std::env::var(k).ok()).map_err(|e| e.to_string())?;
+    let config = Config::load(&|k| std::env::var(k).ok())?;
     if !config.recognises(&host) {
         return Ok(Target::NotOurs);
     }
@@ -53,8 +66,8 @@ fn recognise(input: &str) -> Result<Target, String> {
     })
 }
 
-fn fail(message: &str) -> u8 {
-    stdout_line(message);
+fn fail(message: impl std::fmt::Display) -> u8 {
+    stdout_line(&message.to_string());
     1
 }
 
@@ -62,8 +75,8 @@ fn fail(message: &str) -> u8 {
 pub fn get() -> u8 {
     let input = match read_stdin() {
         Ok(s) => s,
-        Err(e) if e.starts_with("input larger") => return fail(NOT_FOUND),
-        Err(e) => return fail(&e),
+        Err(InputError::Stdin(StdinError::TooLarge)) => return fail(NOT_FOUND),
+        Err(e) => return fail(e),
     };
     let server_url = input.trim();
     if server_url.len() > MAX_SERVER_URL_LEN {
@@ -72,184 +85,55 @@ pub fn get() -> u8 {
     let (host, config) = match recognise(server_url) {
         Ok(Target::Ours { host, config }) => (host, config),
         Ok(Target::NotOurs) => return fail(NOT_FOUND),
-        Err(e) => return fail(&e),
+        Err(e) => return fail(e),
     };
     // A static login stored by `docker login -u NAME` wins over Entra for its registry.
     let policy = acr_token::policy::Policy::from_settings(&config.agent);
-    let obtained = match crate::statics::lookup(&host.to_string(), &policy) {
-        Some((username, secret)) => Obtained::Credential {
-            username,
-            secret,
-            expires_at: None,
-            warning: None,
-        },
-        None => obtain(&host, &config),
-    };
-    match obtained {
-        Obtained::Credential {
-            username,
-            secret,
-            warning,
-            ..
-        } => {
-            if let Some(w) = warning {
-                stderr_line(&w);
-            }
-            let creds = Credentials {
-                server_url: server_url.to_string(),
-                username,
-                secret,
+    let (username, secret) = match crate::statics::lookup(&host.to_string(), &policy) {
+        Some(login) => login,
+        None => {
+            // The client hands a `get` over to answer in-process with what is left of its budget
+            // (the agent is off, untrusted or did not answer): no agent then.
+            let (route, deadline) = match handed_over_budget() {
+                Some(left) => (Route::InProcess, Instant::now() + left),
+                None => (
+                    Route::UserAgent,
+                    Instant::now() + acr_token::retry::DOCKER_BUDGET,
+                ),
             };
-            match serde_json::to_string(&creds) {
-                Ok(json) => {
-                    stdout_line(&json);
-                    0
+            match reach::credential(&host, &config, None, route, None, deadline) {
+                Ok(answer) => {
+                    if let Some(w) = answer.warning {
+                        stderr_line(&w);
+                    }
+                    (answer.username, answer.secret)
                 }
-                Err(e) => fail(&format!("cannot encode the answer: {e}")),
+                Err(GetError::NotOurs { .. }) => return fail(NOT_FOUND),
+                Err(e) => return fail(e),
             }
         }
-        Obtained::NotFound => fail(NOT_FOUND),
-        Obtained::Error(message) => fail(&message),
+    };
+    let creds = Credentials {
+        server_url: server_url.to_string(),
+        username,
+        secret,
+    };
+    match serde_json::to_string(&creds) {
+        Ok(json) => {
+            stdout_line(&json);
+            0
+        }
+        Err(e) => fail(format!("cannot encode the answer: {e}")),
     }
 }
 
-/// What `get` ends with.
-pub enum Obtained {
-    /// A credential to print.
-    Credential {
-        /// Username for the answer.
-        username: String,
-        /// Token.
-        secret: Secret,
-        /// Unix seconds when the token expires (`None`: a static login, no known expiry).
-        expires_at: Option<u64>,
-        /// Notice for stderr.
-        warning: Option<String>,
-    },
-    /// Not ours after all (the agent's config view disagreed).
-    NotFound,
-    /// A one-line failure.
-    Error(String),
-}
-
-/// Whether the agent is disabled by environment.
-pub use acr_helper::agent_disabled;
-
-/// Gets a credential via the agent (auto-started), falling back to the in-process engine. When
-/// the client handed this `get` over to answer in-process ([`acr_helper::INPROC_BUDGET_ENV`]),
-/// the agent is not asked and the answer comes within the budget the client had left.
-pub fn obtain(host: &RegistryHost, config: &Config) -> Obtained {
-    match handed_over_budget() {
-        Some(budget) => in_process(host, config, Instant::now() + budget),
-        None => obtain_with_ttl(host, config, None),
-    }
-}
-
-/// The budget the client passed with an in-process hand-over, if this is one.
+/// The budget the client passed when it handed this `get` over to answer in-process
+/// ([`acr_helper::INPROC_BUDGET_ENV`]), if it did.
 fn handed_over_budget() -> Option<Duration> {
     std::env::var(acr_helper::INPROC_BUDGET_ENV)
         .ok()
         .and_then(|ms| ms.parse().ok())
         .map(Duration::from_millis)
-}
-
-/// As [`obtain`], requiring `min_ttl_secs` of remaining life when given, within docker's
-/// budget ([`acr_token::retry::DOCKER_BUDGET`]).
-pub fn obtain_with_ttl(
-    host: &RegistryHost,
-    config: &Config,
-    min_ttl_secs: Option<u64>,
-) -> Obtained {
-    obtain_by(
-        host,
-        config,
-        min_ttl_secs,
-        Instant::now() + acr_token::retry::DOCKER_BUDGET,
-    )
-}
-
-/// The command's one deadline, passed down: the agent is asked to finish inside it, and after
-/// an agent that did not answer, an in-process acquisition runs only in what is left.
-pub fn obtain_by(
-    host: &RegistryHost,
-    config: &Config,
-    min_ttl_secs: Option<u64>,
-    deadline: Instant,
-) -> Obtained {
-    if !agent_disabled() {
-        match via_agent(host, config, min_ttl_secs, deadline) {
-            Ok(Response::Credential {
-                username,
-                secret,
-                expires_at,
-                warning,
-            }) => {
-                return Obtained::Credential {
-                    username,
-                    secret,
-                    expires_at: Some(expires_at),
-                    warning,
-                }
-            }
-            Ok(Response::NotFound) => return Obtained::NotFound,
-            Ok(Response::Error { message, .. }) => return Obtained::Error(message),
-            Ok(other) => tracing::debug!("unexpected agent answer {other:?}; answering in-process"),
-            Err(e) => {
-                if deadline.saturating_duration_since(Instant::now()) < MIN_INPROC_BUDGET {
-                    return Obtained::Error(format!(
-                        "{host}: the agent did not answer within the command's time budget ({e}); try again, or set {}=1 to work without it",
-                        crate::NO_AGENT_ENV
-                    ));
-                }
-                tracing::debug!("agent unavailable ({e}); answering in-process")
-            }
-        }
-    }
-    in_process(host, config, deadline)
-}
-
-/// Gets a credential with the in-process engine, finishing by `deadline`.
-fn in_process(host: &RegistryHost, config: &Config, deadline: Instant) -> Obtained {
-    match inproc::acquire(host, config, deadline) {
-        Ok(Some((plan, token))) => Obtained::Credential {
-            username: plan.form.username().to_string(),
-            expires_at: Some(token.expires_at),
-            secret: token.refresh_token,
-            warning: None,
-        },
-        Ok(None) => Obtained::NotFound,
-        Err(e) => Obtained::Error(e.to_string()),
-    }
-}
-
-fn via_agent(
-    host: &RegistryHost,
-    config: &Config,
-    min_ttl_secs: Option<u64>,
-    deadline: Instant,
-) -> Result<Response, String> {
-    call_agent(
-        || Request::Get {
-            registry: host.clone(),
-            config: config.source.clone(),
-            env: acr_proto::env::IdentityEnv::capture(),
-            min_ttl_secs,
-            budget_ms: Some(time_left(deadline).as_millis() as u64),
-        },
-        true,
-        deadline,
-    )
-}
-
-/// Sends one request to the agent, replacing one that speaks another protocol version and, when
-/// `start`, starting it if none runs (`Err` when none runs and `start` is false). Each wait ends
-/// by `deadline`. The client's code ([`acr_helper::agent::call`]).
-pub fn call_agent(
-    request: impl Fn() -> Request,
-    start: bool,
-    deadline: Instant,
-) -> Result<Response, String> {
-    acr_helper::agent::call(request, start, deadline).map_err(|e| e.to_string())
 }
 
 /// `store`: after `docker login`. A static login (admin user, repository-scoped token) for a
@@ -260,7 +144,7 @@ pub fn call_agent(
 pub fn store() -> u8 {
     let input = match read_stdin() {
         Ok(s) => s,
-        Err(e) => return fail(&e),
+        Err(e) => return fail(e),
     };
     let creds: Credentials = match serde_json::from_str(input.trim()) {
         Ok(c) => c,
@@ -288,14 +172,14 @@ pub fn store() -> u8 {
                 0
             }
             Ok(_) => 0,
-            Err(e) => fail(&e),
+            Err(e) => fail(e),
         },
-        Ok(Target::NotOurs) => fail(&format!(
+        Ok(Target::NotOurs) => fail(format!(
             "{} keeps no credentials for {}: configure it per registry under credHelpers rather than as credsStore",
             crate::NAME,
             creds.server_url.trim().chars().take(100).collect::<String>()
         )),
-        Err(e) => fail(&e),
+        Err(e) => fail(e),
     }
 }
 
@@ -303,7 +187,7 @@ pub fn store() -> u8 {
 pub fn erase() -> u8 {
     let input = match read_stdin() {
         Ok(s) => s,
-        Err(e) => return fail(&e),
+        Err(e) => return fail(e),
     };
     match recognise(input.trim()) {
         Ok(Target::Ours { host, config }) => {
@@ -326,7 +210,7 @@ pub fn erase() -> u8 {
             0
         }
         Ok(Target::NotOurs) => fail(NOT_FOUND),
-        Err(e) => fail(&e),
+        Err(e) => fail(e),
     }
 }
 

@@ -179,7 +179,7 @@ pub fn run(opts: Options) -> u8 {
         authority: &authority,
         env: &env,
         plan: plan.as_ref(),
-        engine: &engine,
+        config: &config,
         acquire: opts.acquire,
     };
     net::run(&mut r, &probe, status.as_ref());
@@ -230,7 +230,7 @@ fn agent(r: &mut Report) -> Option<AgentStatus> {
         );
         return None;
     };
-    let off = crate::docker::agent_disabled();
+    let off = crate::reach::agent_disabled();
     match client::call(&socket, Request::Status, Duration::from_secs(3)) {
         Ok(Response::Status {
             pid,

@@ -47,8 +47,8 @@ pub fn run(opts: Options) -> u8 {
     };
     // Every registry is recognised before any is acquired: a foreign one means no traffic at all.
     for raw in &opts.registries {
-        if let Err(e) = recognised(raw, &config) {
-            stderr_line(&e);
+        if let Err(e) = warm::recognise(raw, &config) {
+            stderr_line(&e.to_string());
             return 1;
         }
     }
@@ -57,7 +57,7 @@ pub fn run(opts: Options) -> u8 {
         match warm::acquire(raw, opts.min_ttl, &config) {
             Ok(c) => creds.push(c),
             Err(e) => {
-                stderr_line(&e);
+                stderr_line(&e.to_string());
                 return 1;
             }
         }
@@ -79,17 +79,6 @@ pub fn run(opts: Options) -> u8 {
         stderr_line(&authfile::expiry_line(c));
     }
     0
-}
-
-/// `Ok` when `raw` is a registry we serve; the error says why not. No I/O.
-pub fn recognised(raw: &str, config: &Config) -> Result<(), String> {
-    let host = acr_proto::host::RegistryHost::parse(raw)
-        .map_err(|e| format!("{}: {e}", crate::output::clean(raw)))?;
-    if config.recognises(&host) {
-        Ok(())
-    } else {
-        Err(format!("{host}: not an Azure Container Registry login server (add it to the config with [[registry]] match = \"{host}\" if it is one)"))
-    }
 }
 
 /// A Kubernetes object name (RFC 1123 subdomain: lower-case letters, digits, `-` and `.`, at

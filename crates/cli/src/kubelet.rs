@@ -7,18 +7,17 @@
 //! picks a user-assigned one). With a service-account token in the request (KEP-4412),
 //! that token is the federated assertion for the client/tenant its annotations name.
 
-use crate::client;
+use crate::reach::{self, GetError, Route};
+use acr_agent::PodIdentity;
 use acr_proto::config::Config;
-use acr_proto::docker::NULL_GUID;
-use acr_proto::env::IdentityEnv;
+use acr_proto::docker::{IDENTITY_TOKEN_USERNAME, NULL_GUID};
 use acr_proto::host::RegistryHost;
-use acr_proto::ipc::{Request, Response};
 use acr_proto::Secret;
-use acr_token::TokenError;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
+use thiserror::Error;
 
 /// API versions kubelet may speak; we answer with the request's.
 pub const API_VERSIONS: &[&str] = &[
@@ -72,50 +71,87 @@ pub fn run() -> u8 {
             0
         }
         Err(e) => {
-            crate::output::stderr_line(&e);
+            crate::output::stderr_line(&e.to_string());
             1
         }
     }
 }
 
-fn respond() -> Result<String, String> {
+/// Why kubelet mode could not answer. One line each (kubelet appends it to its own error).
+#[derive(Debug, Error)]
+pub enum KubeletError {
+    /// Standard input could not be read.
+    #[error("cannot read the request: {0}")]
+    Read(std::io::Error),
+    /// Nothing on standard input.
+    #[error("empty CredentialProviderRequest on stdin")]
+    Empty,
+    /// Not a `CredentialProviderRequest` (the JSON error, on one line).
+    #[error("malformed CredentialProviderRequest: {0}")]
+    Malformed(String),
+    /// An API version this provider does not speak.
+    #[error("unsupported apiVersion {0:?}; expected credentialprovider.kubelet.k8s.io/v1")]
+    ApiVersion(String),
+    /// Another kind of object.
+    #[error("unexpected kind {0:?}; expected CredentialProviderRequest")]
+    Kind(String),
+    /// The request names no image.
+    #[error("the request names no image")]
+    NoImage,
+    /// The config file is unusable.
+    #[error(transparent)]
+    Config(#[from] acr_proto::config::ConfigError),
+    /// A mirror target in the config is not a registry host.
+    #[error("config: kubelet.mirrors target {target:?}: {source}")]
+    Mirror {
+        /// The configured target.
+        target: String,
+        /// What is wrong with it.
+        source: acr_proto::host::HostError,
+    },
+    /// The pod's service account has a token but no annotation naming the client id.
+    #[error("the pod's service account has a token but no {0} annotation: annotate it with the client id of the identity that may pull")]
+    NoClientId(String),
+    /// The pod's service account names no tenant and the node has none either.
+    #[error("the pod's service account has no {0} annotation and AZURE_TENANT_ID is unset")]
+    NoTenant(String),
+    /// The engine gave no credential.
+    #[error(transparent)]
+    Get(#[from] GetError),
+    /// The response could not be encoded.
+    #[error("cannot encode the response: {0}")]
+    Encode(serde_json::Error),
+}
+
+fn respond() -> Result<String, KubeletError> {
     let mut input = Vec::new();
     std::io::stdin()
         .lock()
         .take(1 << 20)
         .read_to_end(&mut input)
-        .map_err(|e| format!("cannot read the request: {e}"))?;
+        .map_err(KubeletError::Read)?;
     let req = parse_request(&input)?;
-    let config = Config::load(&|k| std::env::var(k).ok()).map_err(|e| e.to_string())?;
+    let config = Config::load(&|k| std::env::var(k).ok())?;
     let resp = answer(&req, &config)?;
-    serde_json::to_string(&resp).map_err(|e| format!("cannot encode the response: {e}"))
+    serde_json::to_string(&resp).map_err(KubeletError::Encode)
 }
 
 /// Parses and validates a request.
-pub fn parse_request(input: &[u8]) -> Result<ProviderRequest, String> {
+pub fn parse_request(input: &[u8]) -> Result<ProviderRequest, KubeletError> {
     if input.iter().all(u8::is_ascii_whitespace) {
-        return Err("empty CredentialProviderRequest on stdin".into());
+        return Err(KubeletError::Empty);
     }
-    let req: ProviderRequest = serde_json::from_slice(input).map_err(|e| {
-        format!(
-            "malformed CredentialProviderRequest: {}",
-            e.to_string().replace('\n', " ")
-        )
-    })?;
+    let req: ProviderRequest = serde_json::from_slice(input)
+        .map_err(|e| KubeletError::Malformed(e.to_string().replace('\n', " ")))?;
+    let shown = |s: &str| s.chars().take(80).collect::<String>();
     if !API_VERSIONS.contains(&req.api_version.as_str()) {
-        return Err(format!(
-            "unsupported apiVersion {:?}; expected credentialprovider.kubelet.k8s.io/v1",
-            req.api_version.chars().take(80).collect::<String>()
-        ));
+        return Err(KubeletError::ApiVersion(shown(&req.api_version)));
     }
     if req.kind != "CredentialProviderRequest" {
-        return Err(format!(
-            "unexpected kind {:?}; expected CredentialProviderRequest",
-            req.kind.chars().take(80).collect::<String>()
-        ));
+        return Err(KubeletError::Kind(shown(&req.kind)));
     }
     if req.image.trim().is_empty() {
-        return Err("the request names no image".into());
+        return Err(KubeletError::NoImage);
     }
     Ok(req)
 }
@@ -130,7 +166,7 @@ fn empty(req: &ProviderRequest) -> ProviderResponse {
     }
 }
 
-fn answer(req: &ProviderRequest, config: &Config) -> Result<ProviderResponse, String> {
+fn answer(req: &ProviderRequest, config: &Config) -> Result<ProviderResponse, KubeletError> {
     let image_host = req.image.trim().split('/').next().unwrap_or("");
     let Ok(image_host) = RegistryHost::parse(image_host) else {
         return Ok(empty(req));
@@ -142,14 +178,33 @@ fn answer(req: &ProviderRequest, config: &Config) -> Result<ProviderResponse, St
         .iter()
         .find(|(src, _)| RegistryHost::parse(src).is_ok_and(|s| s == image_host));
     let target = match mirror {
-        Some((_, dst)) => RegistryHost::parse(dst)
-            .map_err(|e| format!("config: kubelet.mirrors target {dst:?}: {e}"))?,
+        Some((_, dst)) => RegistryHost::parse(dst).map_err(|source| KubeletError::Mirror {
+            target: dst.clone(),
+            source,
+        })?,
         None => image_host.clone(),
     };
     if !config.recognises(&target) {
         return Ok(empty(req));
     }
-    let (username, secret, expires_at) = obtain(req, &target, config)?;
+    // One deadline for the whole exec, inside kubelet's 60 s. The node agent answers when one
+    // runs and no per-pod identity is involved; else this process does.
+    let deadline = std::time::Instant::now() + acr_token::retry::KUBELET_BUDGET;
+    let pod = service_account(req, config)?;
+    let answer = match reach::credential(&target, config, None, Route::NodeAgent, pod, deadline) {
+        Ok(a) => a,
+        // Not ours after all (the engine's view of the config): no credentials, so kubelet
+        // pulls anonymously, as for any image of another registry.
+        Err(GetError::NotOurs { .. }) => return Ok(empty(req)),
+        Err(e) => return Err(e.into()),
+    };
+    // kubelet's API has only username/password; containerd drops a password with an empty
+    // or `<token>` user, so the null GUID form is the only one that works here.
+    let username = match answer.username.as_str() {
+        IDENTITY_TOKEN_USERNAME => NULL_GUID.to_string(),
+        _ => answer.username,
+    };
+    let (secret, expires_at) = (answer.secret, answer.expires_at);
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -193,56 +248,11 @@ pub fn go_duration(secs: u64) -> String {
     }
 }
 
-fn obtain(
-    req: &ProviderRequest,
-    host: &RegistryHost,
-    config: &Config,
-) -> Result<(String, Secret, u64), String> {
-    let sa = service_account(req, config)?;
-    // One deadline for the whole exec, inside kubelet's 60 s.
-    let deadline = std::time::Instant::now() + acr_token::retry::KUBELET_BUDGET;
-    let left = || deadline.saturating_duration_since(std::time::Instant::now());
-    // The node agent, when one runs and no per-pod identity is involved.
-    let system_socket = std::path::Path::new(acr_proto::paths::SYSTEM_RUNTIME_DIR)
-        .join(acr_proto::paths::SOCKET_NAME);
-    if sa.is_none() && system_socket.exists() && !crate::docker::agent_disabled() {
-        let request = Request::Get {
-            registry: host.clone(),
-            config: config.source.clone(),
-            env: IdentityEnv::capture(),
-            min_ttl_secs: None,
-            budget_ms: Some(left().as_millis() as u64),
-        };
-        match client::call(&system_socket, request, left()) {
-            Ok(Response::Credential {
-                username,
-                secret,
-                expires_at,
-                ..
-            }) => return Ok((username, secret, expires_at)),
-            Ok(Response::Error { message, .. }) => return Err(message),
-            other => {
-                if left() < Duration::from_secs(3) {
-                    return Err(format!("{host}: the node agent did not answer within kubelet's time budget; check `systemctl status` of the agent"));
-                }
-                tracing::debug!(
-                    "node agent unavailable ({}); answering in-process",
-                    if other.is_ok() {
-                        "unexpected answer"
-                    } else {
-                        "no answer"
-                    }
-                )
-            }
-        }
-    }
-    in_process(host, config, sa, deadline).map_err(|e| e.to_string())
-}
-
+/// The pod's own identity when kubelet sent a service-account token (KEP-4412).
 fn service_account(
     req: &ProviderRequest,
     config: &Config,
-) -> Result<Option<(String, String, Secret)>, String> {
+) -> Result<Option<PodIdentity>, KubeletError> {
     let Some(token) = req.service_account_token.clone().filter(|t| !t.is_empty()) else {
         return Ok(None);
     };
@@ -267,42 +277,14 @@ fn service_account(
         .cloned()
         .or_else(|| std::env::var("AZURE_TENANT_ID").ok());
     match (client, tenant) {
-        (Some(c), Some(t)) => Ok(Some((t, c.clone(), token))),
-        (None, _) => Err(format!("the pod's service account has a token but no {client_key} annotation: annotate it with the client id of the identity that may pull")),
-        (_, None) => Err(format!("the pod's service account has no {tenant_key} annotation and AZURE_TENANT_ID is unset")),
+        (Some(c), Some(t)) => Ok(Some(PodIdentity {
+            tenant: t,
+            client_id: c.clone(),
+            token,
+        })),
+        (None, _) => Err(KubeletError::NoClientId(client_key.to_string())),
+        (_, None) => Err(KubeletError::NoTenant(tenant_key.to_string())),
     }
-}
-
-fn in_process(
-    host: &RegistryHost,
-    config: &Config,
-    sa: Option<(String, String, Secret)>,
-    deadline: std::time::Instant,
-) -> Result<(String, Secret, u64), TokenError> {
-    let engine = crate::inproc::engine();
-    let env = IdentityEnv::capture();
-    // On a node the identity chain ends in managed identity: Azure VMs are detected by their
-    // DMI asset tag, and IMDS is never probed anywhere else.
-    let plan = match sa {
-        Some((tenant, client, token)) => {
-            acr_token::plan::plan_service_account(host, &env, config, tenant, client, token)?
-        }
-        None => engine.plan(host, &env, config)?,
-    };
-    let Some(plan) = plan else {
-        return Err(TokenError::Protocol {
-            host: host.to_string(),
-            message: "not a registry this provider serves".into(),
-        });
-    };
-    let token = crate::inproc::acquire_plan(&plan, deadline)?;
-    let username = match plan.form {
-        // kubelet's API has only username/password; containerd drops a password with an empty
-        // or `<token>` user, so the null GUID form is the only one that works here.
-        acr_proto::config::CredentialForm::IdentityToken => NULL_GUID.to_string(),
-        form => form.username().to_string(),
-    };
-    Ok((username, token.refresh_token, token.expires_at))
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ pub mod kubelet;
 mod kubelet_config;
 mod logging;
 mod output;
+mod reach;
 mod signin;
 mod statics;
 mod sync;

@@ -147,10 +147,8 @@ fn keyring_get(host: &str) -> Result<(Secret, LoginStore), String> {
 
 fn agent_get(host: &str) -> Option<Secret> {
     let registry = RegistryHost::parse(host).ok()?;
-    let request = || Request::GetLogin {
-        registry: registry.clone(),
-    };
-    match crate::docker::call_agent(request, false, agent_deadline()) {
+    let request = Request::GetLogin { registry };
+    match crate::reach::call(request, agent_only(false), None, agent_deadline()) {
         Ok(Response::Login { secret, .. }) => Some(secret),
         _ => None,
     }
@@ -158,6 +156,11 @@ fn agent_get(host: &str) -> Option<Secret> {
 
 /// How long a login request may wait for the agent (including starting it).
 const AGENT_LOGIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Static logins live in the agent's memory or nowhere: never in this short-lived process.
+fn agent_only(start: bool) -> crate::reach::Route {
+    crate::reach::Route::UserAgentOnly { start }
+}
 
 fn agent_deadline() -> std::time::Instant {
     std::time::Instant::now() + AGENT_LOGIN_TIMEOUT
@@ -259,12 +262,12 @@ pub fn save(host: &str, username: &str, secret: &Secret) -> Result<LoginStore, S
                 "keyring unusable ({keyring}); keeping the login in the agent"
             );
             let registry = RegistryHost::parse(host).map_err(|e| e.to_string())?;
-            let request = || Request::StoreLogin {
-                registry: registry.clone(),
+            let request = Request::StoreLogin {
+                registry,
                 username: username.to_string(),
                 secret: secret.clone(),
             };
-            match crate::docker::call_agent(request, true, agent_deadline()) {
+            match crate::reach::call(request, agent_only(true), None, agent_deadline()) {
                 Ok(Response::Ok) => LoginStore::AgentMemory,
                 Ok(Response::Error { message, .. }) => return Err(message),
                 Ok(_) | Err(_) => {
@@ -290,13 +293,8 @@ pub fn remove(host: &str) -> bool {
         }
     }
     if let Ok(registry) = RegistryHost::parse(host) {
-        let _ = crate::docker::call_agent(
-            || Request::EraseLogin {
-                registry: registry.clone(),
-            },
-            false,
-            agent_deadline(),
-        );
+        let request = Request::EraseLogin { registry };
+        let _ = crate::reach::call(request, agent_only(false), None, agent_deadline());
     }
     if had {
         let _ = edit_index(|index| {

@@ -162,8 +162,8 @@ pub fn run(opts: Options) -> u8 {
         }
     };
     for raw in &opts.registries {
-        if let Err(e) = crate::export::recognised(raw, &config) {
-            stderr_line(&e);
+        if let Err(e) = crate::warm::recognise(raw, &config) {
+            stderr_line(&e.to_string());
             return 1;
         }
     }
@@ -202,7 +202,7 @@ fn keep_fresh(sink: &dyn Sink, registries: &[String], min_ttl: u64, config: &Con
     let mut written: Vec<(String, String)> = Vec::new();
     let mut attempt = 0u32;
     loop {
-        let round: Result<Vec<Fresh>, String> = registries
+        let round: Result<Vec<Fresh>, warm::WarmError> = registries
             .iter()
             .map(|raw| warm::fetch(raw, Some(min_ttl), config))
             .collect();

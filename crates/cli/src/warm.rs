@@ -5,12 +5,13 @@
 //! would answer (a static login, else the agent's token, else the in-process engine), checked
 //! against `--min-ttl`.
 
-use crate::docker::{obtain_with_ttl, Obtained};
 use crate::output::{stderr_line, stdout_line};
+use crate::reach::{self, GetError, Route};
 use acr_proto::config::Config;
-use acr_proto::host::RegistryHost;
+use acr_proto::host::{HostError, RegistryHost};
 use acr_proto::Secret;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use thiserror::Error;
 
 /// Runs `warm`; exit 1 if any registry failed.
 pub fn run(min_ttl: Option<u64>, registries: &[String]) -> u8 {
@@ -32,7 +33,7 @@ pub fn run(min_ttl: Option<u64>, registries: &[String]) -> u8 {
                 ),
             }),
             Err(e) => {
-                stderr_line(&e);
+                stderr_line(&e.to_string());
                 failed = true;
             }
         }
@@ -68,20 +69,64 @@ pub fn now() -> u64 {
         .unwrap_or(0)
 }
 
+/// Why `warm` (and `export`, `sync`) got no credential for a registry. One line each, saying
+/// what to do.
+#[derive(Debug, Error)]
+pub enum WarmError {
+    /// The text is not a registry host.
+    #[error("{shown}: {source}")]
+    BadHost {
+        /// The argument, made printable.
+        shown: String,
+        /// What is wrong with it.
+        source: HostError,
+    },
+    /// A host this program does not serve (refused before any traffic).
+    #[error("{host}: not an Azure Container Registry login server (add it to the config with [[registry]] match = \"{host}\" if it is one)")]
+    NotAcr {
+        /// The host.
+        host: RegistryHost,
+    },
+    /// The registry's tokens do not live as long as `--min-ttl` asks.
+    #[error("{host}: its token has only {} left but --min-ttl asks for {}; the registry's tokens live only so long, so split the job or lower --min-ttl", human(*.left), human(*.want))]
+    TooShort {
+        /// The registry.
+        host: RegistryHost,
+        /// Seconds of life the token has.
+        left: u64,
+        /// Seconds asked for.
+        want: u64,
+    },
+    /// The engine gave no credential.
+    #[error(transparent)]
+    Get(#[from] GetError),
+}
+
+/// The registry `raw` names, when it is one we serve. No I/O: a foreign host means no traffic.
+pub fn recognise(raw: &str, config: &Config) -> Result<RegistryHost, WarmError> {
+    let host = RegistryHost::parse(raw).map_err(|source| WarmError::BadHost {
+        shown: crate::output::clean(raw),
+        source,
+    })?;
+    if !config.recognises(&host) {
+        return Err(WarmError::NotAcr { host });
+    }
+    Ok(host)
+}
+
 /// Recognises `raw` without I/O (a host we do not serve is an error, with no traffic), then gets
 /// the credential `get` would answer, renewed so it has `min_ttl` left when given. A registry
 /// whose tokens cannot live that long is an error saying so.
-pub fn acquire(raw: &str, min_ttl: Option<u64>, config: &Config) -> Result<Fresh, String> {
+pub fn acquire(raw: &str, min_ttl: Option<u64>, config: &Config) -> Result<Fresh, WarmError> {
     let fresh = fetch(raw, min_ttl, config)?;
     if let Some(want) = min_ttl {
         let left = fresh.left();
         if left < want {
-            return Err(format!(
-                "{}: its token has only {} left but --min-ttl asks for {}; the registry's tokens live only so long, so split the job or lower --min-ttl",
-                fresh.host,
-                human(left),
-                human(want)
-            ));
+            return Err(WarmError::TooShort {
+                host: fresh.host,
+                left,
+                want,
+            });
         }
     }
     Ok(fresh)
@@ -89,12 +134,8 @@ pub fn acquire(raw: &str, min_ttl: Option<u64>, config: &Config) -> Result<Fresh
 
 /// As [`acquire`], asking for `min_ttl`
 /// without failing when the registry's tokens are shorter-lived: `sync` renews them instead.
-pub fn fetch(raw: &str, min_ttl: Option<u64>, config: &Config) -> Result<Fresh, String> {
-    let host =
-        RegistryHost::parse(raw).map_err(|e| format!("{}: {e}", crate::output::clean(raw)))?;
-    if !config.recognises(&host) {
-        return Err(format!("{host}: not an Azure Container Registry login server (add it to the config with [[registry]] match = \"{host}\" if it is one)"));
-    }
+pub fn fetch(raw: &str, min_ttl: Option<u64>, config: &Config) -> Result<Fresh, WarmError> {
+    let host = recognise(raw, config)?;
     let policy = acr_token::policy::Policy::from_settings(&config.agent);
     if let Some((username, secret)) = crate::statics::lookup(&host.to_string(), &policy) {
         return Ok(Fresh {
@@ -104,26 +145,16 @@ pub fn fetch(raw: &str, min_ttl: Option<u64>, config: &Config) -> Result<Fresh, 
             expires_at: None,
         });
     }
-    let (username, secret, expires_at) = match obtain_with_ttl(&host, config, min_ttl) {
-        Obtained::Credential {
-            username,
-            secret,
-            expires_at,
-            warning,
-        } => {
-            if let Some(w) = warning {
-                stderr_line(&w);
-            }
-            (username, secret, expires_at)
-        }
-        Obtained::NotFound => return Err(format!("{host}: not a registry this helper serves")),
-        Obtained::Error(e) => return Err(e),
-    };
+    let deadline = Instant::now() + acr_token::retry::DOCKER_BUDGET;
+    let answer = reach::credential(&host, config, min_ttl, Route::UserAgent, None, deadline)?;
+    if let Some(w) = answer.warning {
+        stderr_line(&w);
+    }
     Ok(Fresh {
         host,
-        username,
-        secret,
-        expires_at,
+        username: answer.username,
+        secret: answer.secret,
+        expires_at: Some(answer.expires_at),
     })
 }
 

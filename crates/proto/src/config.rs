@@ -341,6 +341,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_answer_form_decides_the_docker_username() {
+        assert_eq!(
+            CredentialForm::RefreshToken.username(),
+            crate::docker::NULL_GUID
+        );
+        assert_eq!(
+            CredentialForm::IdentityToken.username(),
+            crate::docker::IDENTITY_TOKEN_USERNAME
+        );
+    }
+
+    #[test]
     fn unknown_key_names_line_and_key() {
         let err = Config::parse("[defaults]\ntenant = \"t\"\ncolud = \"china\"\n").unwrap_err();
         assert!(err.starts_with("line 3:"), "{err}");

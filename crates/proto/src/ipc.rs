@@ -30,8 +30,9 @@ pub struct Envelope {
     pub request: Request,
 }
 
-/// What the helper asks of the agent.
-#[derive(Debug, Serialize, Deserialize)]
+/// What the helper asks of the agent. `Clone` so a caller can send it again (to a restarted
+/// agent, or to its in-process engine).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
     /// A credential for one canonical registry host, acquired with the caller's identity.
@@ -277,13 +278,51 @@ pub fn write_frame<T: Serialize>(w: &mut impl Write, value: &T) -> Result<(), Fr
     w.flush().map_err(FrameError::Io)
 }
 
+/// One incoming frame: the single procedure (header, cap, body, decode) both the blocking client
+/// and the agent's async connection handler read with. It does no I/O itself, so this crate
+/// needs no async runtime: the caller fills [`FrameReader::header`], then
+/// [`FrameReader::body`] (which checks the cap first), each with its own `read_exact`.
+#[derive(Debug, Default)]
+pub struct FrameReader {
+    header: [u8; 4],
+    body: Vec<u8>,
+}
+
+impl FrameReader {
+    /// A reader waiting for its header.
+    pub fn new() -> FrameReader {
+        FrameReader::default()
+    }
+
+    /// The 4 header bytes to fill.
+    pub fn header(&mut self) -> &mut [u8] {
+        &mut self.header
+    }
+
+    /// The body to fill, sized by the header once it is checked against [`MAX_FRAME`].
+    pub fn body(&mut self) -> Result<&mut [u8], FrameError> {
+        let len = body_len(self.header)?;
+        self.body.resize(len, 0);
+        Ok(&mut self.body)
+    }
+
+    /// The body read so far (for callers that look at a frame before decoding it).
+    pub fn bytes(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// Decodes the body.
+    pub fn decode<T: for<'de> Deserialize<'de>>(&self) -> Result<T, FrameError> {
+        decode(&self.body)
+    }
+}
+
 /// Reads one frame from a blocking stream.
 pub fn read_frame<T: for<'de> Deserialize<'de>>(r: &mut impl Read) -> Result<T, FrameError> {
-    let mut header = [0u8; 4];
-    r.read_exact(&mut header).map_err(FrameError::Io)?;
-    let mut body = vec![0u8; body_len(header)?];
-    r.read_exact(&mut body).map_err(FrameError::Io)?;
-    decode(&body)
+    let mut frame = FrameReader::new();
+    r.read_exact(frame.header()).map_err(FrameError::Io)?;
+    r.read_exact(frame.body()?).map_err(FrameError::Io)?;
+    frame.decode()
 }
 
 #[cfg(test)]
@@ -371,6 +410,20 @@ mod tests {
         let err = decode::<Envelope>(bad.as_bytes()).unwrap_err().to_string();
         assert!(err.contains("invalid registry server URL"), "{err}");
         assert!(!err.contains('\n'), "{err}");
+    }
+
+    #[test]
+    fn the_frame_reader_checks_the_cap_before_sizing_the_body() {
+        let mut frame = FrameReader::new();
+        frame
+            .header()
+            .copy_from_slice(&((MAX_FRAME + 1) as u32).to_be_bytes());
+        assert!(matches!(frame.body(), Err(FrameError::TooLarge(n)) if n == MAX_FRAME + 1));
+        let mut frame = FrameReader::new();
+        frame.header().copy_from_slice(&2u32.to_be_bytes());
+        frame.body().unwrap().copy_from_slice(b"{}");
+        assert_eq!(frame.bytes(), b"{}");
+        assert!(frame.decode::<Envelope>().is_err());
     }
 
     #[test]

@@ -218,11 +218,10 @@ pub async fn send_raw(socket: &Path, bytes: &[u8]) -> Option<Response> {
     // The agent may answer and close before reading everything (oversized frames).
     let _ = w.write_all(bytes).await;
     let mut r = &conn;
-    let mut header = [0u8; 4];
-    r.read_exact(&mut header).await.ok()?;
-    let mut body = vec![0u8; ipc::body_len(header).unwrap()];
-    r.read_exact(&mut body).await.unwrap();
-    Some(ipc::decode(&body).unwrap())
+    let mut frame = ipc::FrameReader::new();
+    r.read_exact(frame.header()).await.ok()?;
+    r.read_exact(frame.body().unwrap()).await.unwrap();
+    Some(frame.decode().unwrap())
 }
 
 /// Sends one request of our protocol version.

@@ -4,10 +4,11 @@
 
 use super::{AgentStatus, Report};
 use crate::warm::human;
+use acr_proto::config::Config;
 use acr_proto::env::IdentityEnv;
 use acr_proto::host::RegistryHost;
 use acr_token::http::{build, describe, Clients};
-use acr_token::{Acquirer, Engine, Plan};
+use acr_token::Plan;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Longest one probe may take.
@@ -24,7 +25,7 @@ pub(super) struct Probe<'a> {
     pub authority: &'a str,
     pub env: &'a IdentityEnv,
     pub plan: Option<&'a Plan>,
-    pub engine: &'a Engine,
+    pub config: &'a Config,
     pub acquire: bool,
 }
 
@@ -60,7 +61,7 @@ pub(super) fn run(r: &mut Report, p: &Probe, status: Option<&AgentStatus>) {
     cached(r, p.host, status);
     if p.acquire {
         match p.plan {
-            Some(plan) => rt.block_on(acquire(r, p.engine, plan)),
+            Some(plan) => acquire(r, p, plan),
             None => r.fail("acquire", "skipped: no identity to acquire with", None),
         }
     }
@@ -298,23 +299,35 @@ fn cached(r: &mut Report, host: &RegistryHost, status: Option<&AgentStatus>) {
     }
 }
 
-/// One full acquisition, reported by the token's lifetime (never the token).
-async fn acquire(r: &mut Report, engine: &Engine, plan: &Plan) {
+/// One full acquisition by this process's engine service (the agent is not asked: this checks
+/// the identity of the environment doctor runs in), reported by the token's life (never the
+/// token).
+fn acquire(r: &mut Report, p: &Probe, plan: &Plan) {
+    use crate::reach::{credential, GetError, Route};
     const CHECK: &str = "acquire";
     let start = Instant::now();
-    match tokio::time::timeout(ACQUIRE, engine.acquire(plan)).await {
-        Ok(Ok(token)) => r.ok(
+    match credential(
+        p.host,
+        p.config,
+        None,
+        Route::InProcess,
+        None,
+        start + ACQUIRE,
+    ) {
+        Ok(answer) => r.ok(
             CHECK,
             &format!(
                 "got an ACR refresh token for {} as {} in {} ms, valid for {}",
                 plan.registry,
                 plan.identity,
                 start.elapsed().as_millis(),
-                human(token.lifetime())
+                human(acr_token::policy::token_from(answer.secret, crate::warm::now()).lifetime())
             ),
         ),
-        Ok(Err(e)) => r.fail(CHECK, &e.to_string(), None),
-        Err(_) => r.fail(
+        Err(GetError::Failed {
+            kind: acr_proto::ipc::ErrorKind::Timeout,
+            ..
+        }) => r.fail(
             CHECK,
             &format!(
                 "the acquisition did not finish within {} s",
@@ -322,6 +335,7 @@ async fn acquire(r: &mut Report, engine: &Engine, plan: &Plan) {
             ),
             Some("check network access to Entra ID and the registry"),
         ),
+        Err(e) => r.fail(CHECK, &e.to_string(), None),
     }
 }
 
