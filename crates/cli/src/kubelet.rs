@@ -16,7 +16,6 @@ use acr_proto::Secret;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::time::{SystemTime, UNIX_EPOCH};
 use thiserror::Error;
 
 /// API versions kubelet may speak; we answer with the request's.
@@ -191,7 +190,20 @@ fn answer(req: &ProviderRequest, config: &Config) -> Result<ProviderResponse, Ku
     // runs and no per-pod identity is involved; else this process does.
     let deadline = std::time::Instant::now() + acr_token::retry::KUBELET_BUDGET;
     let pod = service_account(req, config)?;
-    let answer = match reach::credential(&target, config, None, Route::NodeAgent, pod, deadline) {
+    let got = reach::credential(&target, config, None, Route::NodeAgent, pod, deadline);
+    let keys = std::iter::once(target.to_string()).chain(mirror.map(|_| image_host.to_string()));
+    respond_with(req, keys.collect(), got, crate::warm::now())
+}
+
+/// kubelet's response for what the engine answered, as a credential under each of `keys` (the
+/// registry, and the mirrored upstream).
+fn respond_with(
+    req: &ProviderRequest,
+    keys: Vec<String>,
+    got: Result<reach::Answer, GetError>,
+    now: u64,
+) -> Result<ProviderResponse, KubeletError> {
+    let answer = match got {
         Ok(a) => a,
         // Not ours after all (the engine's view of the config): no credentials, so kubelet
         // pulls anonymously, as for any image of another registry.
@@ -204,26 +216,23 @@ fn answer(req: &ProviderRequest, config: &Config) -> Result<ProviderResponse, Ku
         IDENTITY_TOKEN_USERNAME => NULL_GUID.to_string(),
         _ => answer.username,
     };
-    let (secret, expires_at) = (answer.secret, answer.expires_at);
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let mut auth = BTreeMap::new();
-    for key in std::iter::once(target.to_string()).chain(mirror.map(|_| image_host.to_string())) {
-        auth.insert(
-            key,
-            AuthConfig {
+    let auth = keys
+        .into_iter()
+        .map(|key| {
+            let auth = AuthConfig {
                 username: username.clone(),
-                password: secret.clone(),
-            },
-        );
-    }
+                password: answer.secret.clone(),
+            };
+            (key, auth)
+        })
+        .collect();
     Ok(ProviderResponse {
         api_version: req.api_version.clone(),
         kind: "CredentialProviderResponse",
         cache_key_type: "Registry",
-        cache_duration: Some(go_duration(cache_duration(expires_at.saturating_sub(now)))),
+        cache_duration: Some(go_duration(cache_duration(
+            answer.expires_at.saturating_sub(now),
+        ))),
         auth,
     })
 }
@@ -301,6 +310,36 @@ mod tests {
         for r in [1, 59, 61, 301, 3599, 86_400] {
             assert!(cache_duration(r) <= r.max(1), "{r}");
         }
+    }
+
+    #[test]
+    fn an_engine_that_does_not_serve_the_registry_means_no_credentials_not_an_error() {
+        let req = parse_request(br#"{"apiVersion":"credentialprovider.kubelet.k8s.io/v1","kind":"CredentialProviderRequest","image":"r.azurecr.io/a"}"#).unwrap();
+        let not_ours = Err(GetError::NotOurs {
+            registry: "r.azurecr.io".into(),
+        });
+        let resp = respond_with(&req, vec!["r.azurecr.io".into()], not_ours, 0).unwrap();
+        assert!(resp.auth.is_empty());
+        assert_eq!(resp.cache_duration.as_deref(), Some("0s"));
+        let denied = Err(GetError::Failed {
+            kind: acr_proto::ipc::ErrorKind::Denied,
+            message: "grant it the AcrPull role".into(),
+        });
+        match respond_with(&req, vec!["r.azurecr.io".into()], denied, 0) {
+            Err(e) => assert!(e.to_string().contains("AcrPull"), "{e}"),
+            Ok(_) => panic!("a refusal became an answer"),
+        }
+        // The identity-token form still answers kubelet with the null GUID.
+        let token = Ok(reach::Answer {
+            username: IDENTITY_TOKEN_USERNAME.into(),
+            secret: Secret::new("tok"),
+            expires_at: 10_000,
+            warning: None,
+        });
+        let keys = vec!["r.azurecr.io".into(), "mcr.microsoft.com".into()];
+        let resp = respond_with(&req, keys, token, 0).unwrap();
+        assert_eq!(resp.auth.len(), 2);
+        assert!(resp.auth.values().all(|a| a.username == NULL_GUID));
     }
 
     #[test]
