@@ -3,6 +3,10 @@
 //! with 100 registries cached, socket throughput, and cold `get` with 64 concurrent callers.
 //! Prints a Markdown report for BENCHMARKS.md.
 //!
+//! The exec'd commands are timed by a small C runner (`bench/runner.c`): fork + execve + write
+//! stdin + read stdout to EOF + waitpid, as docker does, round-robin over all probes in one run,
+//! so neither Rust's `Command` nor noise favours any of them.
+//!
 //! The peer runs with static AWS credentials in its environment, a fresh HOME and a seeded
 //! `~/.ecr/cache.json`, so it answers without any network call. That is proved, not assumed:
 //! before timing, it must answer inside `unshare --net` (no interfaces), where a cache miss is
@@ -74,7 +78,12 @@ fn main() {
     if let Ok(p) = &peer {
         probes.push(p.probe());
     }
-    let mut timed = time_interleaved(&probes, runs).into_iter();
+    for p in &probes {
+        // Once through `Command`, checking the whole answer, before the runner times them.
+        p.run(p.command());
+    }
+    let runner = build_runner(world.root());
+    let mut timed = time_interleaved(&runner, world.root(), &probes, runs).into_iter();
     let (ours, base, version) = (
         timed.next().expect("ours"),
         timed.next().expect("floor"),
@@ -82,7 +91,7 @@ fn main() {
     );
     let ecr = timed.next();
     if let Ok(p) = &peer {
-        p.check_after(runs + WARMUP);
+        p.check_after(runs + WARMUP + 1);
     }
     let pid = agent_pid(&world);
     let rss_idle = rss_kib(pid);
@@ -171,9 +180,14 @@ fn main() {
         "| socket throughput, 8 clients × 2000 cached gets | {:.0} requests/s |",
         reqs as f64 / secs
     );
+    let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0) as f64;
     println!(
-        "| helper binary size | {:.1} MiB |",
-        std::fs::metadata(&helper).map(|m| m.len()).unwrap_or(0) as f64 / 1048576.0
+        "| client binary size (`docker-credential-acr`) | {:.0} KiB |",
+        size(&helper) / 1024.0
+    );
+    println!(
+        "| engine binary size (`docker-credential-acr-engine`) | {:.1} MiB |",
+        size(&helper.with_file_name("docker-credential-acr-engine")) / 1048576.0
     );
 }
 
@@ -181,12 +195,28 @@ fn release_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("exe");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
     let bin = dir.join("docker-credential-acr");
-    assert!(
-        bin.exists(),
-        "build it first: cargo build --release ({})",
-        bin.display()
-    );
+    for b in [&bin, &bin.with_file_name("docker-credential-acr-engine")] {
+        assert!(
+            b.exists(),
+            "build it first: cargo build --release ({})",
+            b.display()
+        );
+    }
     bin
+}
+
+/// Compiles `bench/runner.c`, the C timer of every exec'd probe.
+fn build_runner(dir: &Path) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/runner.c");
+    let out = dir.join("runner");
+    let st = Command::new("cc")
+        .args(["-O2", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .expect("cc");
+    assert!(st.success(), "cc bench/runner.c failed");
+    out
 }
 
 fn build_floor(dir: &Path) -> PathBuf {
@@ -327,19 +357,58 @@ fn answer_field(stdout: &[u8], field: &str) -> Option<String> {
     v.get(field)?.as_str().map(str::to_string)
 }
 
-/// Times every probe `runs` times (after `WARMUP` untimed rounds), round-robin, so that noise
-/// from the rest of the machine lands on all of them alike. Each result comes back sorted.
-fn time_interleaved(probes: &[Probe], runs: usize) -> Vec<Vec<Duration>> {
-    let mut times: Vec<Vec<Duration>> = probes.iter().map(|_| Vec::with_capacity(runs)).collect();
-    for i in 0..runs + WARMUP {
-        for (probe, t) in probes.iter().zip(times.iter_mut()) {
-            let elapsed = probe.run(probe.command());
-            if i >= WARMUP {
-                t.push(elapsed);
-            }
+/// Times every probe `runs` times (after `WARMUP` untimed rounds), round-robin, with the C
+/// runner, so that noise from the rest of the machine lands on all of them alike. Each result
+/// comes back sorted.
+fn time_interleaved(
+    runner: &Path,
+    dir: &Path,
+    probes: &[Probe],
+    runs: usize,
+) -> Vec<Vec<Duration>> {
+    let mut spec = String::new();
+    for (i, p) in probes.iter().enumerate() {
+        spec.push_str(&format!("probe p{i}\narg {}\n", p.program.display()));
+        for a in &p.args {
+            spec.push_str(&format!("arg {a}\n"));
         }
+        for (k, v) in &p.env {
+            spec.push_str(&format!("env {k}={v}\n"));
+        }
+        spec.push_str(&format!("in {}\n", String::from_utf8_lossy(&p.input)));
+        if let Some(user) = &p.expect_user {
+            spec.push_str(&format!("expect \"Username\":\"{user}\"\n"));
+        }
+        spec.push_str("end\n");
     }
+    let spec_file = dir.join("runner.spec");
+    std::fs::write(&spec_file, &spec).expect("runner spec");
+    let out = Command::new(runner)
+        .arg(runs.to_string())
+        .arg(WARMUP.to_string())
+        .arg(&spec_file)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("runner");
+    assert!(
+        out.status.success(),
+        "runner failed ({}) on {}",
+        out.status,
+        spec_file.display()
+    );
+    let text = String::from_utf8(out.stdout).expect("runner output");
+    let mut times: Vec<Vec<Duration>> = text
+        .lines()
+        .map(|line| {
+            line.split(' ')
+                .skip(1)
+                .map(|ns| Duration::from_nanos(ns.parse().expect("ns")))
+                .collect()
+        })
+        .collect();
+    assert_eq!(times.len(), probes.len(), "runner output: {text}");
     for t in &mut times {
+        assert_eq!(t.len(), runs);
         t.sort();
     }
     times

@@ -1,12 +1,14 @@
 #!/bin/sh
-# Installs a built docker-credential-acr binary plus its service files. Builds nothing.
+# Installs the built docker-credential-acr client and the docker-credential-acr-engine beside it
+# (the client execs the engine for everything but a warm `get`, so they always go in the same
+# directory) plus the service files. Builds nothing.
 #
-# User mode (default): binary into PREFIX/bin (PREFIX: /usr/local for root, else ~/.local), the
+# User mode (default): both binaries into PREFIX/bin (PREFIX: /usr/local for root, else ~/.local), the
 # per-user agent unit into ${XDG_CONFIG_HOME:-~/.config}/systemd/user/ (Linux) or the launchd
 # agent into ~/Library/LaunchAgents/ (macOS). Docker's config.json is never edited: wire
 # registries with `docker-credential-acr configure REGISTRY...`.
 #
-# Node mode (--node): binary into the kubelet credential-provider bin dir, the kubelet
+# Node mode (--node): both binaries into the kubelet credential-provider bin dir, the kubelet
 # CredentialProviderConfig (only if none exists yet) and the hardened node agent unit.
 #
 # Idempotent: a file whose content and mode already match is reported "unchanged" and not
@@ -19,7 +21,8 @@ set -eu
 usage() {
     cat <<'EOF'
 Usage: install.sh [options]
-  --binary PATH           binary to install (default: target/release/docker-credential-acr)
+  --binary PATH           client to install (default: target/release/docker-credential-acr);
+                          docker-credential-acr-engine is taken from the same directory
   --prefix DIR            user mode: install into DIR/bin (default /usr/local as root, else ~/.local)
   --node                  node mode: kubelet credential provider + node agent (system unit)
   --kubelet-bin-dir DIR   node mode: kubelet --image-credential-provider-bin-dir
@@ -40,6 +43,7 @@ die() {
 
 here=$(CDPATH='' cd -- "$(dirname -- "$0")" && pwd)
 name=docker-credential-acr
+engine_name=docker-credential-acr-engine
 binary=
 prefix=
 node=0
@@ -87,6 +91,9 @@ if [ -z "$binary" ]; then
     [ -n "$binary" ] || die "no binary found: build it first (cargo build --release) or pass --binary PATH"
 fi
 [ -f "$binary" ] && [ -x "$binary" ] || die "not an executable file: $binary"
+engine=$(dirname -- "$binary")/$engine_name
+[ -f "$engine" ] && [ -x "$engine" ] || die "no $engine_name beside $binary: $engine is not an executable file (both come from the same build)"
+"$engine" version >/dev/null 2>&1 || die "$engine does not run ('$engine version' failed)"
 version=$("$binary" version 2>/dev/null) || die "$binary does not run ('$binary version' failed)"
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -150,11 +157,11 @@ render_unit() {
     sed "s|^ExecStart=.*|$exec_line|" "$1" >"$3"
 }
 
-# render_plist TEMPLATE BINARY OUT: the plist with the program path replaced (XML-escaped).
+# render_plist TEMPLATE ENGINE OUT: the plist with the program path replaced (XML-escaped).
 render_plist() {
     xml=$(printf '%s\n' "$2" | sed 's/&/\&amp;/g; s/</\&lt;/g; s/>/\&gt;/g')
     path=$(sed_escape "$xml")
-    sed "s|<string>/usr/local/bin/$name</string>|<string>$path</string>|" "$1" >"$3"
+    sed "s|<string>/usr/local/bin/$engine_name</string>|<string>$path</string>|" "$1" >"$3"
 }
 
 if [ "$dry_run" = 1 ]; then
@@ -168,11 +175,13 @@ if [ "$node" = 1 ]; then
         die "--node installs system files: run as root (or use --dry-run / --destdir)"
     fi
     target="$kubelet_bin_dir/$name"
+    engine_target="$kubelet_bin_dir/$engine_name"
     install_file "$binary" "$destdir$target" 0755
+    install_file "$engine" "$destdir$engine_target" 0755
     keep_or_install "$here/kubelet/credential-provider-config.yaml" "$destdir$kubelet_config"
     if [ "$service" = 1 ]; then
         render_unit "$here/systemd/docker-credential-acr-agent-system.service" \
-            "$(unit_path "$target") agent run --system" "$tmpdir/system.service"
+            "$(unit_path "$engine_target") agent run --system" "$tmpdir/system.service"
         install_file "$tmpdir/system.service" \
             "$destdir/etc/systemd/system/docker-credential-acr-agent.service" 0644
     fi
@@ -195,12 +204,14 @@ if [ -z "$prefix" ]; then
     if [ "$uid" = 0 ]; then prefix=/usr/local; else prefix=${HOME:?HOME is not set}/.local; fi
 fi
 target="$prefix/bin/$name"
+engine_target="$prefix/bin/$engine_name"
 install_file "$binary" "$target" 0755
+install_file "$engine" "$engine_target" 0755
 
 if [ "$service" = 1 ]; then
     case $os in
         Darwin)
-            render_plist "$here/launchd/io.github.docker-credential-acr.agent.plist" "$target" \
+            render_plist "$here/launchd/io.github.docker-credential-acr.agent.plist" "$engine_target" \
                 "$tmpdir/agent.plist"
             plist="${HOME:?HOME is not set}/Library/LaunchAgents/io.github.docker-credential-acr.agent.plist"
             install_file "$tmpdir/agent.plist" "$plist" 0644
@@ -208,7 +219,7 @@ if [ "$service" = 1 ]; then
             ;;
         *)
             render_unit "$here/systemd/docker-credential-acr-agent.service" \
-                "$(unit_path "$target") agent run" "$tmpdir/user.service"
+                "$(unit_path "$engine_target") agent run" "$tmpdir/user.service"
             config_home=${XDG_CONFIG_HOME:-${HOME:?HOME is not set}/.config}
             install_file "$tmpdir/user.service" \
                 "$config_home/systemd/user/docker-credential-acr-agent.service" 0644

@@ -3,7 +3,9 @@
 # inside a privileged pod (the DaemonSet in install/kubernetes/node-installer.yaml) or straight
 # on the node. Every host path is written under --root (the host's / mounted in the pod).
 #
-#   1. the binary into kubelet's --image-credential-provider-bin-dir;
+#   1. the binary and the engine beside it (docker-credential-acr-engine, which the client execs
+#      for `kubelet` and everything but a warm `get`) into kubelet's
+#      --image-credential-provider-bin-dir;
 #   2. our provider merged into kubelet's --image-credential-provider-config (other providers,
 #      e.g. AKS's acr-credential-provider, kept in place; the file as it was before our first
 #      change is kept as FILE.before-docker-credential-acr);
@@ -39,6 +41,7 @@
 set -eu
 
 name=docker-credential-acr
+engine_name=docker-credential-acr-engine
 die() {
     echo "node-install: $*" >&2
     exit 1
@@ -48,7 +51,8 @@ usage() {
 Usage: node-install.sh --binary PATH --provider-config FILE [options]
   --root DIR              the host's / (default /; /host in the DaemonSet)
   --profile NAME          auto (default) | kubeadm | aks | eks | k3s
-  --binary PATH           the docker-credential-acr binary to install
+  --binary PATH           the docker-credential-acr binary to install (with the
+                          docker-credential-acr-engine beside it)
   --provider-config FILE  a CredentialProviderConfig holding our provider (merged, not copied)
   --config-toml FILE      installed as /etc/docker-credential-acr/config.toml
   --kubelet-config PATH   override the profile's provider config path (host path)
@@ -88,6 +92,8 @@ done
 [ -n "$binary" ] || die "--binary is required"
 [ -n "$provider_config" ] || die "--provider-config is required"
 [ -f "$binary" ] && [ -x "$binary" ] || die "not an executable file: $binary"
+engine=$(dirname -- "$binary")/$engine_name
+[ -f "$engine" ] && [ -x "$engine" ] || die "no $engine_name beside $binary: $engine is not an executable file"
 [ -f "$provider_config" ] || die "no such file: $provider_config"
 [ -z "$config_toml" ] || [ -f "$config_toml" ] || die "no such file: $config_toml"
 [ -d "$root" ] || die "no such directory: $root"
@@ -223,12 +229,13 @@ if [ "$agent" = 1 ]; then
     case $kubelet_bin_dir in
         *[[:space:]]* | *%*) die "the bin dir cannot go into a systemd unit: $kubelet_bin_dir" ;;
     esac
-    sed "s|^ExecStart=.*|ExecStart=$kubelet_bin_dir/$name agent run --system|" \
+    sed "s|^ExecStart=.*|ExecStart=$kubelet_bin_dir/$engine_name agent run --system|" \
         "$(dirname -- "$0")/../systemd/$name-agent-system.service" >"$tmpdir/agent.service"
 fi
 
 # --- 2. files ---------------------------------------------------------------------------------
 put "$binary" "$kubelet_bin_dir/$name" 0755
+put "$engine" "$kubelet_bin_dir/$engine_name" 0755
 if [ -f "$(h "$kubelet_config")" ] && ! cmp -s "$tmpdir/provider-config" "$(h "$kubelet_config")"; then
     backup="$kubelet_config.before-$name"
     if [ ! -e "$(h "$backup")" ]; then
@@ -267,8 +274,8 @@ fi
 
 # --- 3. services: each restarted once per change of what it reads -----------------------------
 state=/var/lib/$name/node-install.state
-kubelet_now=$(fingerprint "$kubelet_bin_dir/$name" "$kubelet_config" ${flags_file:+"$flags_file"})
-agent_now=$(fingerprint "$kubelet_bin_dir/$name" "$config_path" "$unit_path")
+kubelet_now=$(fingerprint "$kubelet_bin_dir/$name" "$kubelet_bin_dir/$engine_name" "$kubelet_config" ${flags_file:+"$flags_file"})
+agent_now=$(fingerprint "$kubelet_bin_dir/$engine_name" "$config_path" "$unit_path")
 kubelet_was=$(sed -n 's/^kubelet //p' "$(h "$state")" 2>/dev/null || true)
 agent_was=$(sed -n 's/^agent //p' "$(h "$state")" 2>/dev/null || true)
 did=0

@@ -11,5 +11,6 @@ mod kubelet;
 mod logins;
 mod proxy;
 mod signin;
+mod thin;
 mod util;
 mod verbs;

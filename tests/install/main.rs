@@ -7,6 +7,7 @@
 
 mod completions;
 mod kubelet;
+mod layout;
 mod manifests;
 mod node;
 mod script;

@@ -181,9 +181,20 @@ fn kubeadm_fresh_install_then_a_rerun_changes_nothing() {
         std::fs::read(helper_bin()).unwrap()
     );
     assert_eq!(mode(&bin), 0o755);
-    // The installed copy runs.
-    let version = run(Command::new(&bin).arg("version"));
-    assert!(version.status.success() && text(&version.stdout).contains("docker-credential-acr"));
+    // The engine the client execs is installed beside it.
+    let engine = h.path("/etc/kubernetes/credential-provider/docker-credential-acr-engine");
+    assert_eq!(
+        std::fs::read(&engine).unwrap(),
+        std::fs::read(engine_bin()).unwrap()
+    );
+    assert_eq!(mode(&engine), 0o755);
+    // The installed copies run.
+    for b in [&bin, &engine] {
+        let version = run(Command::new(b).arg("version"));
+        assert!(
+            version.status.success() && text(&version.stdout).contains("docker-credential-acr")
+        );
+    }
     // No config before: ours, verbatim (comments kept).
     assert_eq!(
         h.read("/etc/kubernetes/credential-provider-config.yaml"),
@@ -204,9 +215,9 @@ fn kubeadm_fresh_install_then_a_rerun_changes_nothing() {
     );
     assert_eq!(
         exec_start(&h.path("/etc/systemd/system/docker-credential-acr-agent.service")),
-        "ExecStart=/etc/kubernetes/credential-provider/docker-credential-acr agent run --system"
+        "ExecStart=/etc/kubernetes/credential-provider/docker-credential-acr-engine agent run --system"
     );
-    // As kubelet runs it: the executable named like the provider, the config's args, a request
+    // As kubelet runs it (the client execs the installed engine for `kubelet`): the executable named like the provider, the config's args, a request
     // on stdin (an image no provider rule serves: an empty answer, no network).
     let config = load_yaml(&h.path("/etc/kubernetes/credential-provider-config.yaml"));
     let provider = &config["providers"][0];

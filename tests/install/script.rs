@@ -127,11 +127,14 @@ fn user_install_into_a_prefix_is_idempotent_and_leaves_docker_config_alone() {
 
     let first = ok(&s.run(&args, &[]));
     let bin = prefix.join("bin/docker-credential-acr");
+    let engine = prefix.join("bin/docker-credential-acr-engine");
     let unit = s.path("config/systemd/user/docker-credential-acr-agent.service");
-    assert!(
-        first.contains(&format!("installed: {}", bin.display())),
-        "{first}"
-    );
+    for p in [&bin, &engine] {
+        assert!(
+            first.contains(&format!("installed: {}", p.display())),
+            "{first}"
+        );
+    }
     assert!(
         first.contains(&format!("installed: {}", unit.display())),
         "{first}"
@@ -140,11 +143,17 @@ fn user_install_into_a_prefix_is_idempotent_and_leaves_docker_config_alone() {
         std::fs::read(&bin).unwrap(),
         std::fs::read(helper_bin()).unwrap()
     );
+    assert_eq!(
+        std::fs::read(&engine).unwrap(),
+        std::fs::read(engine_bin()).unwrap()
+    );
     assert_eq!(mode(&bin), 0o755);
+    assert_eq!(mode(&engine), 0o755);
     assert_eq!(mode(&unit), 0o644);
+    // The unit runs the engine (the process that serves), installed beside the client.
     assert_eq!(
         exec_start(&unit),
-        format!("ExecStart={} agent run", bin.display())
+        format!("ExecStart={} agent run", engine.display())
     );
     assert!(
         first.contains("docker-credential-acr configure"),
@@ -209,10 +218,11 @@ fn non_root_default_prefix_is_home_dot_local() {
         "{out}"
     );
     assert_eq!(std::fs::metadata(&bin).unwrap().uid(), nobody);
+    let engine = s.path("home/.local/bin/docker-credential-acr-engine");
     let unit = s.path("config/systemd/user/docker-credential-acr-agent.service");
     assert_eq!(
         exec_start(&unit),
-        format!("ExecStart={} agent run", bin.display())
+        format!("ExecStart={} agent run", engine.display())
     );
     let node = s.run_as(nobody, &["--node", "--binary", helper_bin()]);
     assert_eq!(node.status.code(), Some(1), "node mode needs root");
@@ -255,6 +265,7 @@ fn no_systemd_installs_only_the_binary() {
         &[],
     ));
     assert!(prefix.join("bin/docker-credential-acr").is_file());
+    assert!(prefix.join("bin/docker-credential-acr-engine").is_file());
     assert!(
         !s.path("config/systemd").exists(),
         "--no-systemd installs no unit: {out}"
@@ -280,10 +291,10 @@ fn macos_layout_installs_the_launchd_agent_with_the_real_path() {
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let bin = prefix.join("bin/docker-credential-acr");
+    let engine = prefix.join("bin/docker-credential-acr-engine");
     assert_eq!(
         v["ProgramArguments"],
-        serde_json::json!([bin.to_str().unwrap(), "agent", "run"])
+        serde_json::json!([engine.to_str().unwrap(), "agent", "run"])
     );
     assert!(!s.path("config/systemd").exists());
     let again = ok(&s.run(&args, &env));
@@ -303,23 +314,25 @@ fn node_install_into_a_destdir_is_idempotent_and_keeps_a_foreign_kubelet_config(
     ];
     let first = ok(&s.run(&args, &[]));
     let bin = root.join("etc/kubernetes/credential-provider/docker-credential-acr");
+    let engine = root.join("etc/kubernetes/credential-provider/docker-credential-acr-engine");
     let config = root.join("etc/kubernetes/credential-provider-config.yaml");
     let unit = root.join("etc/systemd/system/docker-credential-acr-agent.service");
-    for p in [&bin, &config, &unit] {
+    for p in [&bin, &engine, &config, &unit] {
         assert!(
             first.contains(&format!("installed: {}", p.display())),
             "{first}"
         );
     }
     assert_eq!(mode(&bin), 0o755);
+    assert_eq!(mode(&engine), 0o755);
     assert_eq!(
         std::fs::read_to_string(&config).unwrap(),
         read_install("kubelet/credential-provider-config.yaml")
     );
-    // The unit runs the copy kubelet runs, at its final (not staged) path.
+    // The unit runs the engine kubelet's client execs, at its final (not staged) path.
     assert_eq!(
         exec_start(&unit),
-        "ExecStart=/etc/kubernetes/credential-provider/docker-credential-acr agent run --system"
+        "ExecStart=/etc/kubernetes/credential-provider/docker-credential-acr-engine agent run --system"
     );
     let template = read_install("systemd/docker-credential-acr-agent-system.service");
     let unit_text = std::fs::read_to_string(&unit).unwrap();
@@ -374,13 +387,14 @@ fn node_dry_run_prints_plans_and_writes_nothing() {
         out.lines()
             .filter(|l| l.starts_with("would install: "))
             .count(),
-        3,
+        4,
         "{out}"
     );
     assert!(!root.exists(), "dry run created {}", root.display());
     // ...and at the real default paths, which must stay as they were.
     let real = [
         "/etc/kubernetes/credential-provider/docker-credential-acr",
+        "/etc/kubernetes/credential-provider/docker-credential-acr-engine",
         "/etc/kubernetes/credential-provider-config.yaml",
         "/etc/systemd/system/docker-credential-acr-agent.service",
     ];
@@ -407,6 +421,22 @@ fn missing_binary_and_bad_options_fail_clearly() {
         text(&out.stderr).contains("not an executable file"),
         "{}",
         text(&out.stderr)
+    );
+    // A client without its engine beside it is refused, naming the missing file.
+    let lone = s.path("lone/docker-credential-acr");
+    std::fs::create_dir_all(lone.parent().unwrap()).unwrap();
+    std::fs::copy(helper_bin(), &lone).unwrap();
+    let out = s.run(&["--binary", lone.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("no docker-credential-acr-engine beside")
+            && err.contains(
+                &s.path("lone/docker-credential-acr-engine")
+                    .display()
+                    .to_string()
+            ),
+        "{err}"
     );
     let out = s.run(&["--frobnicate"], &[]);
     assert_eq!(out.status.code(), Some(1));

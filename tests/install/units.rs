@@ -49,12 +49,13 @@ fn verify(dir: &std::path::Path, file: &str, user: bool) {
     );
 }
 
-/// A temp dir holding a copy of the binary (verify checks that ExecStart is executable).
+/// A temp dir holding a copy of the engine binary, which the units run (verify checks that
+/// ExecStart is executable).
 fn with_binary() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
-    let bin = dir.path().join("bin").join("docker-credential-acr");
+    let bin = dir.path().join("bin").join("docker-credential-acr-engine");
     std::fs::create_dir_all(bin.parent().unwrap()).unwrap();
-    std::fs::copy(helper_bin(), &bin).unwrap();
+    std::fs::copy(engine_bin(), &bin).unwrap();
     (dir, bin)
 }
 
@@ -72,7 +73,7 @@ fn system_unit_verifies_and_is_hardened() {
 
     assert!(unit
         .lines()
-        .any(|l| l == "ExecStart=/usr/local/bin/docker-credential-acr agent run --system"));
+        .any(|l| l == "ExecStart=/usr/local/bin/docker-credential-acr-engine agent run --system"));
     for setting in [
         "RuntimeDirectory=docker-credential-acr",
         "RuntimeDirectoryMode=0700",
@@ -101,7 +102,7 @@ fn user_unit_verifies() {
     let unit = read_install("systemd/docker-credential-acr-agent.service");
     assert!(unit
         .lines()
-        .any(|l| l == "ExecStart=%h/.local/bin/docker-credential-acr agent run"));
+        .any(|l| l == "ExecStart=%h/.local/bin/docker-credential-acr-engine agent run"));
     let (dir, bin) = with_binary();
     let name = "docker-credential-acr-agent.service";
     std::fs::write(dir.path().join(name), render(&unit, &bin, "agent run")).unwrap();
@@ -121,7 +122,11 @@ fn launchd_plist_is_well_formed() {
     assert_eq!(v["Label"], "io.github.docker-credential-acr.agent");
     assert_eq!(
         v["ProgramArguments"],
-        serde_json::json!(["/usr/local/bin/docker-credential-acr", "agent", "run"])
+        serde_json::json!([
+            "/usr/local/bin/docker-credential-acr-engine",
+            "agent",
+            "run"
+        ])
     );
     assert_eq!(v["RunAtLoad"], true);
     assert_eq!(v["KeepAlive"]["SuccessfulExit"], false);

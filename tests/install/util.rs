@@ -12,6 +12,11 @@ pub fn helper_bin() -> &'static str {
     env!("CARGO_BIN_EXE_docker-credential-acr")
 }
 
+/// The engine the client execs, built beside it (the script installs both).
+pub fn engine_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_docker-credential-acr-engine")
+}
+
 /// `<repo>/install`.
 pub fn install_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("install")

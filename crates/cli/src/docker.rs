@@ -7,30 +7,21 @@
 use crate::client::{self, ClientError};
 use crate::output::{stderr_line, stdout_line};
 use crate::reach::{self, GetError, Route};
+use acr_helper::stdin::InputError as StdinError;
 use acr_proto::config::{Config, ConfigError};
 use acr_proto::docker::{Credentials, NOT_FOUND, NULL_GUID};
 use acr_proto::host::{HostError, RegistryHost, MAX_SERVER_URL_LEN};
 use acr_proto::ipc::{Request, Response};
 use acr_token::{Clock, SystemClock};
-use std::io::Read;
 use std::time::{Duration, Instant};
 use thiserror::Error;
-
-/// Largest stdin accepted (a `store` payload with a large token is a few KiB).
-const MAX_STDIN: usize = 1 << 20;
 
 /// Why a Docker verb could not use its input. Each message is the one protocol line printed.
 #[derive(Debug, Error)]
 enum InputError {
-    /// Standard input failed.
-    #[error("cannot read standard input: {0}")]
-    Read(std::io::Error),
-    /// More than [`MAX_STDIN`] bytes (`get` answers not-found: no server URL is that long).
-    #[error("input larger than {MAX_STDIN} bytes")]
-    TooLarge,
-    /// Not text.
-    #[error("input is not valid UTF-8")]
-    NotUtf8,
+    /// Standard input could not be taken as the payload (the client's reader and its cap).
+    #[error(transparent)]
+    Stdin(#[from] StdinError),
     /// No server URL at all.
     #[error(transparent)]
     Host(HostError),
@@ -39,18 +30,9 @@ enum InputError {
     Config(#[from] ConfigError),
 }
 
-/// Reads stdin up to the cap.
+/// Reads stdin up to the cap, as the client does.
 fn read_stdin() -> Result<String, InputError> {
-    let mut buf = Vec::new();
-    std::io::stdin()
-        .lock()
-        .take(MAX_STDIN as u64 + 1)
-        .read_to_end(&mut buf)
-        .map_err(InputError::Read)?;
-    if buf.len() > MAX_STDIN {
-        return Err(InputError::TooLarge);
-    }
-    String::from_utf8(buf).map_err(|_| InputError::NotUtf8)
+    Ok(acr_helper::stdin::read()?)
 }
 
 /// The outcome of recognising a server URL.
@@ -93,7 +75,7 @@ fn fail(message: impl std::fmt::Display) -> u8 {
 pub fn get() -> u8 {
     let input = match read_stdin() {
         Ok(s) => s,
-        Err(InputError::TooLarge) => return fail(NOT_FOUND),
+        Err(InputError::Stdin(StdinError::TooLarge)) => return fail(NOT_FOUND),
         Err(e) => return fail(e),
     };
     let server_url = input.trim();
@@ -110,8 +92,16 @@ pub fn get() -> u8 {
     let (username, secret) = match crate::statics::lookup(&host.to_string(), &policy) {
         Some(login) => login,
         None => {
-            let deadline = Instant::now() + acr_token::retry::DOCKER_BUDGET;
-            match reach::credential(&host, &config, None, Route::UserAgent, None, deadline) {
+            // The client hands a `get` over to answer in-process with what is left of its budget
+            // (the agent is off, untrusted or did not answer): no agent then.
+            let (route, deadline) = match handed_over_budget() {
+                Some(left) => (Route::InProcess, Instant::now() + left),
+                None => (
+                    Route::UserAgent,
+                    Instant::now() + acr_token::retry::DOCKER_BUDGET,
+                ),
+            };
+            match reach::credential(&host, &config, None, route, None, deadline) {
                 Ok(answer) => {
                     if let Some(w) = answer.warning {
                         stderr_line(&w);
@@ -135,6 +125,15 @@ pub fn get() -> u8 {
         }
         Err(e) => fail(format!("cannot encode the answer: {e}")),
     }
+}
+
+/// The budget the client passed when it handed this `get` over to answer in-process
+/// ([`acr_helper::INPROC_BUDGET_ENV`]), if it did.
+fn handed_over_budget() -> Option<Duration> {
+    std::env::var(acr_helper::INPROC_BUDGET_ENV)
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+        .map(Duration::from_millis)
 }
 
 /// `store`: after `docker login`. A static login (admin user, repository-scoped token) for a

@@ -1,5 +1,7 @@
-//! The `docker-credential-acr` command: Docker credential-helper verbs, the agent client and its
-//! auto-start, the in-process fallback engine, and the user-facing commands (`warm`, `agent ...`).
+//! The engine, `docker-credential-acr-engine`: Docker credential-helper verbs, the in-process
+//! acquisition, and the user-facing commands (`warm`, `agent ...`, `kubelet`, ...). The client
+//! `docker-credential-acr` (crate acr-helper, whose agent client and auto-start this crate uses)
+//! execs it for everything but a warm `get`.
 //!
 //! `main` stays thin: [`run_code`] parses the arguments, calls one small module per command and maps
 //! the outcome to an exit code and one line on the channel the caller expects (stdout for the
@@ -8,7 +10,6 @@
 mod agent_cmd;
 mod args;
 mod authfile;
-mod client;
 mod config_write;
 mod configure;
 mod docker;
@@ -21,16 +22,19 @@ mod logging;
 mod output;
 mod reach;
 mod signin;
-mod spawn;
 mod statics;
 mod sync;
 mod warm;
 
+// The agent client and its auto-start live in the thin client crate; the engine's commands use
+// the same code.
+use acr_helper::{client, spawn};
+
 /// Name used in messages and `version`.
-pub const NAME: &str = "docker-credential-acr";
+pub const NAME: &str = acr_helper::NAME;
 
 /// Environment variable that turns the agent off (any non-empty value but `0`).
-pub const NO_AGENT_ENV: &str = "DOCKER_CREDENTIAL_ACR_NO_AGENT";
+pub const NO_AGENT_ENV: &str = acr_helper::NO_AGENT_ENV;
 
 /// Runs the command line and returns the exit status as a number (for a C-style `main`).
 pub fn run_code() -> u8 {

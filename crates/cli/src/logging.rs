@@ -2,8 +2,6 @@
 //! `DOCKER_CREDENTIAL_ACR_LOG` (`error`, `warn`, `info`, `debug`, `trace`). Nothing logged
 //! carries a token or secret: secrets are `Secret` values whose `Debug` is redacted.
 
-use std::io::Write;
-
 /// Environment variable holding the log level or filter.
 pub const LOG_ENV: &str = "DOCKER_CREDENTIAL_ACR_LOG";
 
@@ -25,18 +23,5 @@ pub fn init(file: Option<std::fs::File>) {
     };
 }
 
-/// Replaces Rust's panic output (message + backtrace, which `RUST_BACKTRACE=1` enables) with one
-/// line on stderr naming only the source location: a panic payload could quote data.
-pub fn install_panic_hook() {
-    std::panic::set_hook(Box::new(|info| {
-        let at = info
-            .location()
-            .map(|l| format!(" at {}:{}", l.file(), l.line()))
-            .unwrap_or_default();
-        let _ = writeln!(
-            std::io::stderr(),
-            "{}: internal error{at}; please report it",
-            crate::NAME
-        );
-    }));
-}
+/// One line on stderr for a panic, never its payload (the client's hook, shared).
+pub use acr_helper::output::install_panic_hook;

@@ -6,7 +6,7 @@
 //! (Docker `get`, kubelet mode, `warm`, `export`, `sync`, `doctor --acquire`), with the answer
 //! typed: a credential, "not ours", or an error of a known [`ErrorKind`].
 
-use crate::client::{self, ClientError};
+use crate::client;
 use acr_agent::PodIdentity;
 use acr_proto::config::Config;
 use acr_proto::env::IdentityEnv;
@@ -14,12 +14,12 @@ use acr_proto::host::RegistryHost;
 use acr_proto::ipc::{ErrorKind, Request, Response};
 use acr_proto::Secret;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use thiserror::Error;
 
-/// Least time worth starting an in-process acquisition with after the agent failed to answer;
-/// with less left the command reports the agent's failure instead of overrunning its budget.
-const MIN_INPROC_BUDGET: Duration = Duration::from_secs(3);
+/// Least time worth starting an in-process acquisition with after the agent failed to answer
+/// (the client's rule, kept once).
+use acr_helper::get::MIN_INPROC_BUDGET;
 
 /// Which agent may answer before this process answers itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,10 +65,8 @@ pub enum ReachError {
     Runtime(#[from] std::io::Error),
 }
 
-/// Whether the agent is turned off by environment.
-pub fn agent_disabled() -> bool {
-    std::env::var(crate::NO_AGENT_ENV).is_ok_and(|v| !v.is_empty() && v != "0")
-}
+/// Whether the agent is turned off by environment (the client's test, kept once).
+pub use acr_helper::agent_disabled;
 
 /// Sends `request` to the service by `route` and returns its answer; `pod` (kubelet's
 /// service-account mode) is answered in this process only.
@@ -153,34 +151,14 @@ fn node_socket() -> PathBuf {
 
 /// Sends one request to the user's agent, replacing one that speaks another protocol version
 /// and, when `start`, starting it if none runs (`Err` when none runs and `start` is false). Each
-/// wait ends by `deadline`.
+/// wait ends by `deadline`. The client's code ([`acr_helper::agent::call`]), so both binaries
+/// start and replace agents alike.
 fn user_agent(request: &Request, start: bool, deadline: Instant) -> Result<Response, String> {
-    let socket = acr_proto::paths::socket_path()
-        .ok_or("no home directory, so no private place for the agent's socket")?;
-    match client::call(&socket, request.clone(), time_left(deadline)) {
-        Ok(r) => return Ok(r),
-        Err(ClientError::Failed(e)) => return Err(e),
-        // Never started in a directory someone else controls; the warning is printed.
-        Err(ClientError::Untrusted(reason)) => return Err(reason),
-        Err(ClientError::Mismatch) => {
-            tracing::info!("replacing an agent that speaks another protocol version");
-            client::stop(&socket, Duration::from_secs(3));
-        }
-        Err(ClientError::NotRunning) => {}
-    }
-    if !start {
-        return Err("the agent is not running".into());
-    }
-    crate::spawn::spawn_agent(&socket)?;
-    client::call(&socket, request.clone(), time_left(deadline)).map_err(|e| format!("{e:?}"))
+    acr_helper::agent::call(|| request.clone(), start, deadline).map_err(|e| e.to_string())
 }
 
 /// What is left of a command's budget (at least a millisecond, so a wait never means "forever").
-fn time_left(deadline: Instant) -> Duration {
-    deadline
-        .saturating_duration_since(Instant::now())
-        .max(Duration::from_millis(1))
-}
+use acr_helper::agent::time_left;
 
 /// A credential the service answered.
 #[derive(Debug)]

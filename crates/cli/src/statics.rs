@@ -24,22 +24,13 @@ use acr_proto::Secret;
 use acr_token::policy::{stored_token, Policy};
 use acr_token::{Clock, SystemClock};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 /// Keyring service name of static logins (tokens the agent caches use another).
 pub const SERVICE: &str = "docker-credential-acr-login";
 
-fn index_path() -> Option<PathBuf> {
-    acr_proto::paths::user_config_dir().map(|d| d.join("logins.json"))
-}
-
-/// Hosts with a stored login and their usernames.
-pub fn list() -> BTreeMap<String, String> {
-    index_path()
-        .and_then(|p| std::fs::read(p).ok())
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default()
-}
+use acr_helper::logins::index_path;
+/// Hosts with a stored login and their usernames (the index is read where the client reads it).
+pub use acr_helper::logins::list;
 
 /// Changes the index under its lock (concurrent `docker login`s keep each other's entries; see
 /// [`crate::config_write`]).

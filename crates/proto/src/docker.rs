@@ -13,6 +13,10 @@ pub const IDENTITY_TOKEN_USERNAME: &str = "<token>";
 /// Username ACR understands as "the password is an ACR refresh token".
 pub const NULL_GUID: &str = "00000000-0000-0000-0000-000000000000";
 
+/// Budget of one docker `get` (and `warm` per registry): docker has no timeout of its own, but a
+/// pull that sits longer than this is worse than a clear error.
+pub const DOCKER_BUDGET: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The object `get` prints and `store` reads. Field names are the protocol's, exactly.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Credentials {

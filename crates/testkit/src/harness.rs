@@ -1,5 +1,5 @@
 //! The harness the project's end-to-end suites share: a fake + world per test, the real
-//! `docker-credential-acr` binary run with a deadline (stdin written and stdout/stderr drained on
+//! `docker-credential-acr` binary (with the engine it execs beside it) run with a deadline (stdin written and stdout/stderr drained on
 //! threads, so multi-MiB inputs never deadlock), agent clean-up, and the assertions every suite
 //! repeats (one JSON answer, one-line failures, no panic, Entra tokens contained).
 
@@ -24,6 +24,19 @@ pub fn bin() -> PathBuf {
         bin.display()
     );
     bin
+}
+
+/// Path of the engine binary the client execs (`docker-credential-acr-engine`), built beside
+/// [`bin`]: the client finds it in its own directory, so every suite that runs [`bin`] (directly,
+/// through a symlink or a spy wrapper) runs the pair.
+pub fn engine_bin() -> PathBuf {
+    let engine = bin().with_file_name("docker-credential-acr-engine");
+    assert!(
+        engine.exists(),
+        "{} is not built (cargo test builds both binaries for the root package's tests)",
+        engine.display()
+    );
+    engine
 }
 
 /// Docker's exact not-found text.

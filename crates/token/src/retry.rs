@@ -23,9 +23,9 @@ pub const BACKGROUND_CAP: Duration = Duration::from_secs(300);
 /// Attempts one foreground command makes at most (the first and three retries).
 pub const MAX_ATTEMPTS: u32 = 4;
 
-/// Budget of one docker `get` (and `warm` per registry): docker has no timeout of its own, but a
-/// pull that sits longer than this is worse than a clear error.
-pub const DOCKER_BUDGET: Duration = Duration::from_secs(30);
+/// Budget of one docker `get` (and `warm` per registry); defined beside the Docker protocol in
+/// acr-proto because the thin client keeps it too.
+pub use acr_proto::docker::DOCKER_BUDGET;
 /// Budget of one kubelet exec: kubelet kills a credential provider after 60 s; this leaves
 /// margin for process start and the answer.
 pub const KUBELET_BUDGET: Duration = Duration::from_secs(45);

@@ -21,7 +21,8 @@ pub(in crate::doctor) fn path(r: &mut Report) {
         );
         return;
     };
-    let me = std::env::current_exe().and_then(|p| p.canonicalize());
+    // This process is the engine; "this binary" is the client installed beside it.
+    let me = std::env::current_exe().and_then(|p| p.with_file_name(name).canonicalize());
     match (found.canonicalize(), me) {
         (Ok(a), Ok(b)) if a == b => r.ok("PATH", &format!("{} is this binary", found.display())),
         (_, Ok(me)) => r.warn(

@@ -12,16 +12,20 @@ use std::path::Path;
 use std::time::Duration;
 
 /// Why talking to the agent failed.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// Nobody listens (no socket file, or a stale one): start an agent.
+    #[error("the agent is not running")]
     NotRunning,
     /// The agent speaks another protocol version.
+    #[error("the agent speaks another protocol version")]
     Mismatch,
     /// The socket or its directory is not provably our own agent's (the reason); nothing was
     /// sent and nothing should be started there.
+    #[error("{0}")]
     Untrusted(String),
     /// Anything else (timeout, broken frame): fall back to the in-process engine.
+    #[error("{0}")]
     Failed(String),
 }
 

@@ -1,0 +1,103 @@
+//! The warm `get`, the hot path of every pull: read the server URL, recognise the host and load
+//! the config (no network, no keyring), ask the agent (starting it if none runs), print one JSON
+//! line. Whatever the agent cannot answer goes to the engine (see [`crate::engine`]):
+//! - a host with a static login (listed in `logins.json`): the engine serves it from the keyring;
+//! - the agent turned off ([`crate::NO_AGENT_ENV`]), its socket not provably ours, or no answer
+//!   with at least [`MIN_INPROC_BUDGET`] of the budget left: the engine answers in-process within
+//!   what is left.
+
+use crate::{agent, engine, logins, output, stdin, HelperError};
+use acr_proto::config::Config;
+use acr_proto::docker::{Credentials, DOCKER_BUDGET};
+use acr_proto::env::IdentityEnv;
+use acr_proto::host::{HostError, RegistryHost, MAX_SERVER_URL_LEN};
+use acr_proto::ipc::{ErrorKind, Request, Response};
+use std::time::{Duration, Instant};
+
+/// Least time worth starting an in-process acquisition with after the agent failed to answer;
+/// with less left the command reports the agent's failure instead of overrunning its budget.
+pub const MIN_INPROC_BUDGET: Duration = Duration::from_secs(3);
+
+/// `get`: stdin = server URL; stdout = `{"ServerURL","Username","Secret"}`. `Ok` once the answer
+/// is printed; a hand-over to the engine does not return.
+pub fn run() -> Result<(), HelperError> {
+    let deadline = Instant::now() + DOCKER_BUDGET;
+    let input = match stdin::read() {
+        Ok(s) => s,
+        Err(stdin::InputError::TooLarge) => return Err(HelperError::NotFound),
+        Err(e) => return Err(HelperError::Protocol(e.to_string())),
+    };
+    let server_url = input.trim();
+    let (host, config) = recognise(server_url)?;
+    if logins::listed(&host.to_string()) {
+        return Err(engine::exec_get(server_url, None));
+    }
+    if crate::agent_disabled() {
+        return Err(engine::exec_get(server_url, Some(engine::left(deadline))));
+    }
+    let request = || Request::Get {
+        registry: host.clone(),
+        config: config.source.clone(),
+        env: IdentityEnv::capture(),
+        min_ttl_secs: None,
+        budget_ms: Some(agent::time_left(deadline).as_millis() as u64),
+    };
+    match agent::call(request, true, deadline) {
+        Ok(Response::Credential {
+            username,
+            secret,
+            warning,
+            ..
+        }) => {
+            if let Some(w) = warning {
+                output::stderr_line(&w);
+            }
+            let creds = Credentials {
+                server_url: server_url.to_string(),
+                username,
+                secret,
+            };
+            let json = serde_json::to_string(&creds)
+                .map_err(|e| HelperError::Protocol(format!("cannot encode the answer: {e}")))?;
+            output::stdout_line(&json);
+            Ok(())
+        }
+        Ok(Response::NotFound) => Err(HelperError::NotFound),
+        Ok(Response::Error {
+            kind: ErrorKind::NotOurs,
+            ..
+        }) => Err(HelperError::NotFound),
+        Ok(Response::Error { kind, message, .. }) => Err(HelperError::Agent { kind, message }),
+        // An answer that is no answer to `get`: compute it in-process.
+        Ok(_) => Err(engine::exec_get(server_url, Some(engine::left(deadline)))),
+        Err(e) => {
+            let left = engine::left(deadline);
+            if left < MIN_INPROC_BUDGET {
+                return Err(HelperError::AgentTimedOut {
+                    host: host.to_string(),
+                    reason: e.to_string(),
+                });
+            }
+            Err(engine::exec_get(server_url, Some(left)))
+        }
+    }
+}
+
+/// The host and the config in force, when the server URL is one we serve. Never does network
+/// I/O; the config is read once.
+fn recognise(server_url: &str) -> Result<(RegistryHost, Config), HelperError> {
+    if server_url.len() > MAX_SERVER_URL_LEN {
+        return Err(HelperError::NotFound);
+    }
+    let host = match RegistryHost::parse(server_url) {
+        Ok(h) => h,
+        Err(HostError::Empty) => return Err(HelperError::Protocol(HostError::Empty.to_string())),
+        Err(_) => return Err(HelperError::NotFound),
+    };
+    let config = Config::load(&|k| std::env::var(k).ok())
+        .map_err(|e| HelperError::Protocol(e.to_string()))?;
+    if !config.recognises(&host) {
+        return Err(HelperError::NotFound);
+    }
+    Ok((host, config))
+}
