@@ -4,9 +4,9 @@
 //! also produces `--help` per command, the shell completions and the man page, so the three can
 //! never disagree with the parser.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::values::{duration, k8s_name, plain};
 use clap::{CommandFactory, Parser, Subcommand};
 
 /// Options of `agent run`.
@@ -252,7 +252,7 @@ pub enum Verb {
     /// Print the credentials `get` would answer as a Docker config JSON or a Kubernetes Secret.
     Export(ExportArgs),
     /// Keep a Docker config JSON file or Kubernetes Secrets fresh, in the foreground.
-    Sync(SyncArgs),
+    Sync(crate::sync::SyncArgs),
     /// Sign a person in with the device code flow; `get` then uses that sign-in.
     Login(LoginArgs),
     /// Forget the sign-ins (of one tenant).
@@ -358,36 +358,6 @@ pub struct ExportArgs {
     pub registries: Vec<String>,
 }
 
-/// `sync`'s arguments; which combinations name one target is `sync`'s own rule
-/// ([`crate::sync::options`]).
-#[derive(Debug, clap::Args)]
-pub struct SyncArgs {
-    /// Keep this Docker config JSON file fresh.
-    #[arg(long, value_name = "PATH")]
-    pub file: Option<PathBuf>,
-    /// Keep this kubernetes.io/dockerconfigjson Secret fresh (repeatable).
-    #[arg(long, value_name = "NAMESPACE/NAME")]
-    pub k8s_secret: Vec<String>,
-    /// Keep a Secret in every namespace whose labels match (with --secret-name).
-    #[arg(long, value_name = "SELECTOR")]
-    pub namespace_selector: Option<String>,
-    /// The Secret's name in namespaces chosen by --namespace-selector.
-    #[arg(long, value_name = "NAME")]
-    pub secret_name: Option<String>,
-    /// Add the Secret to this ServiceAccount's imagePullSecrets in each namespace.
-    #[arg(long, value_name = "NAME")]
-    pub service_account: Option<String>,
-    /// Elect one writer among replicas with this Lease.
-    #[arg(long, value_name = "NAMESPACE/NAME")]
-    pub lease: Option<String>,
-    /// Minimum remaining life of the credentials written (default: the agent's min_ttl).
-    #[arg(long, value_name = "DURATION", value_parser = duration)]
-    pub min_ttl: Option<Duration>,
-    /// Registries, e.g. myreg.azurecr.io.
-    #[arg(required = true, value_name = "REGISTRY")]
-    pub registries: Vec<String>,
-}
-
 /// `login`'s arguments.
 #[derive(Debug, clap::Args)]
 pub struct LoginArgs {
@@ -459,42 +429,27 @@ impl Verb {
     }
 }
 
-/// Why a flag's value was refused (clap prints it after the flag and the value).
-#[derive(Debug, thiserror::Error)]
-pub enum ValueError {
-    /// Not a duration.
-    #[error("{0} (use e.g. 90s, 15m, 2h, 1h30m or 1d)")]
-    Duration(#[from] humantime::DurationError),
-    /// Not a Kubernetes object name.
-    #[error("not a Kubernetes name (lower-case letters, digits, '-' and '.')")]
-    K8sName,
-    /// Empty, or looks like an option.
-    #[error("needs a value")]
-    Missing,
+/// `completions SHELL`: the completion script on stdout; exit 1 if it could not be written.
+pub fn print_completions(shell: clap_complete::Shell) -> u8 {
+    generated("completions", |out| completions(shell, out))
 }
 
-/// A duration such as `2h`, `90m`, `1h30m`, `1d` (humantime's syntax, the config file's too).
-pub(crate) fn duration(text: &str) -> Result<Duration, ValueError> {
-    Ok(humantime::parse_duration(text.trim())?)
+/// `man`: the man page on stdout; exit 1 if it could not be written.
+pub fn print_man() -> u8 {
+    generated("man", man_page)
 }
 
-/// A Kubernetes object name (RFC 1123 subdomain: lower-case letters, digits, `-` and `.`, at
-/// most 253 bytes, starting and ending alphanumeric).
-fn k8s_name(v: &str) -> Result<String, ValueError> {
-    let ok = !v.is_empty()
-        && v.len() <= 253
-        && v.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-        && v.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && v.ends_with(|c: char| c.is_ascii_alphanumeric());
-    ok.then(|| v.to_string()).ok_or(ValueError::K8sName)
-}
-
-/// A value that is neither empty nor another option (`--tenant --client-id c` is a mistake).
-fn plain(v: &str) -> Result<String, ValueError> {
-    (!v.is_empty() && !v.starts_with('-'))
-        .then(|| v.to_string())
-        .ok_or(ValueError::Missing)
+/// Writes a generated document to stdout; a write error is one line on stderr and exit 1.
+fn generated(what: &str, write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>) -> u8 {
+    let mut out = std::io::stdout().lock();
+    match write(&mut out).and_then(|()| std::io::Write::flush(&mut out)) {
+        Ok(()) => 0,
+        Err(e) => {
+            drop(out);
+            crate::output::stderr_line(&format!("{what}: {e}"));
+            1
+        }
+    }
 }
 
 /// Writes the completion script for `shell`, generated from [`Cli`].

@@ -6,7 +6,6 @@
 use crate::authfile;
 use crate::output::{stderr_line, stdout_line};
 use crate::warm;
-use acr_proto::config::Config;
 
 /// Output document of `export`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -38,20 +37,14 @@ pub const DEFAULT_SECRET_NAME: &str = "acr-pull";
 
 /// Runs `export`; exit 1 (and nothing on stdout) if any registry fails.
 pub fn run(opts: Options) -> u8 {
-    let config = match Config::load(&|k| std::env::var(k).ok()) {
+    // Every registry is recognised before any is acquired: a foreign one means no traffic at all.
+    let config = match warm::config_serving(&opts.registries) {
         Ok(c) => c,
         Err(e) => {
-            stderr_line(&e.to_string());
+            stderr_line(&e);
             return 1;
         }
     };
-    // Every registry is recognised before any is acquired: a foreign one means no traffic at all.
-    for raw in &opts.registries {
-        if let Err(e) = warm::recognise(raw, &config) {
-            stderr_line(&e.to_string());
-            return 1;
-        }
-    }
     let mut creds = Vec::new();
     for raw in &opts.registries {
         match warm::acquire(raw, opts.min_ttl, &config) {

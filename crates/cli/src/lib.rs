@@ -16,6 +16,7 @@ mod docker;
 mod doctor;
 mod export;
 mod inproc;
+mod keyrings;
 pub mod kubelet;
 mod kubelet_config;
 mod logging;
@@ -24,6 +25,7 @@ mod reach;
 mod signin;
 mod statics;
 mod sync;
+mod values;
 mod warm;
 
 // The agent client and its auto-start live in the thin client crate; the engine's commands use
@@ -87,7 +89,7 @@ fn dispatch(cmd: args::Command) -> u8 {
         Sync(opts) => sync::run(opts),
         Login(opts) => signin::login(opts),
         Logout { tenant } => signin::logout(tenant),
-        Completions(shell) => output::completions(shell),
-        Man => output::man(),
+        Completions(shell) => args::print_completions(shell),
+        Man => args::print_man(),
     }
 }

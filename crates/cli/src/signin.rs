@@ -23,7 +23,7 @@ pub const SERVICE: &str = "docker-credential-acr-signin";
 const MAX_UNREACHABLE_POLLS: u32 = 5;
 
 /// Refresh tokens in the OS keyring, in the same stores as static logins and in the same order
-/// (`crate::statics::keyrings`): the Secret Service when a session bus offers it (survives
+/// (`crate::keyrings::keyrings`): the Secret Service when a session bus offers it (survives
 /// reboot), else the kernel keyring. Never a plain file.
 #[derive(Debug, Default)]
 pub struct KeyringVault;
@@ -31,7 +31,7 @@ pub struct KeyringVault;
 impl Vault for KeyringVault {
     fn get(&self, key: &str) -> Result<Option<Secret>, String> {
         let mut errors = Vec::new();
-        for (_, open) in crate::statics::keyrings() {
+        for (_, open) in crate::keyrings::keyrings() {
             match open(SERVICE, key).map(|e| e.get_password()) {
                 Ok(Ok(s)) => return Ok(Some(Secret::new(s))),
                 Ok(Err(keyring_core::Error::NoEntry)) => {}
@@ -40,7 +40,7 @@ impl Vault for KeyringVault {
             }
         }
         // Nobody has it: "not signed in" when at least one store answered, else the stores' errors.
-        if errors.len() < crate::statics::keyrings().len() {
+        if errors.len() < crate::keyrings::keyrings().len() {
             Ok(None)
         } else {
             Err(errors.join("; "))
@@ -49,7 +49,7 @@ impl Vault for KeyringVault {
 
     fn put(&self, key: &str, secret: &Secret) -> Result<(), String> {
         let mut errors = Vec::new();
-        for (_, open) in crate::statics::keyrings() {
+        for (_, open) in crate::keyrings::keyrings() {
             match open(SERVICE, key)
                 .and_then(|e| e.set_password(secret.expose()).map_err(|e| e.to_string()))
             {
@@ -61,7 +61,7 @@ impl Vault for KeyringVault {
     }
 
     fn delete(&self, key: &str) -> Result<(), String> {
-        for (_, open) in crate::statics::keyrings() {
+        for (_, open) in crate::keyrings::keyrings() {
             if let Ok(e) = open(SERVICE, key) {
                 match e.delete_credential() {
                     Ok(()) | Err(keyring_core::Error::NoEntry) => {}

@@ -154,19 +154,13 @@ fn guarded_write(sink: &dyn Sink, creds: &[Fresh]) -> Result<(), String> {
 
 /// Runs `sync` until a signal ends it; exit 1 only for bad arguments, config or registries.
 pub fn run(opts: Options) -> u8 {
-    let config = match Config::load(&|k| std::env::var(k).ok()) {
+    let config = match crate::warm::config_serving(&opts.registries) {
         Ok(c) => c,
         Err(e) => {
-            stderr_line(&e.to_string());
+            stderr_line(&e);
             return 1;
         }
     };
-    for raw in &opts.registries {
-        if let Err(e) = crate::warm::recognise(raw, &config) {
-            stderr_line(&e.to_string());
-            return 1;
-        }
-    }
     let min_ttl = opts
         .min_ttl
         .unwrap_or_else(|| Policy::from_settings(&config.agent).min_ttl);
@@ -282,6 +276,36 @@ fn next_check(creds: &[Fresh], min_ttl: u64) -> Duration {
     Duration::from_secs(secs.clamp(1, 600))
 }
 
+/// `sync`'s arguments; which combinations name one target is `sync`'s own rule
+/// ([`options`]).
+#[derive(Debug, clap::Args)]
+pub struct SyncArgs {
+    /// Keep this Docker config JSON file fresh.
+    #[arg(long, value_name = "PATH")]
+    pub file: Option<PathBuf>,
+    /// Keep this kubernetes.io/dockerconfigjson Secret fresh (repeatable).
+    #[arg(long, value_name = "NAMESPACE/NAME")]
+    pub k8s_secret: Vec<String>,
+    /// Keep a Secret in every namespace whose labels match (with --secret-name).
+    #[arg(long, value_name = "SELECTOR")]
+    pub namespace_selector: Option<String>,
+    /// The Secret's name in namespaces chosen by --namespace-selector.
+    #[arg(long, value_name = "NAME")]
+    pub secret_name: Option<String>,
+    /// Add the Secret to this ServiceAccount's imagePullSecrets in each namespace.
+    #[arg(long, value_name = "NAME")]
+    pub service_account: Option<String>,
+    /// Elect one writer among replicas with this Lease.
+    #[arg(long, value_name = "NAMESPACE/NAME")]
+    pub lease: Option<String>,
+    /// Minimum remaining life of the credentials written (default: the agent's min_ttl).
+    #[arg(long, value_name = "DURATION", value_parser = crate::values::duration)]
+    pub min_ttl: Option<Duration>,
+    /// Registries, e.g. myreg.azurecr.io.
+    #[arg(required = true, value_name = "REGISTRY")]
+    pub registries: Vec<String>,
+}
+
 /// Why `sync`'s flags do not name one target; each says what to do instead.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ArgsError {
@@ -316,7 +340,7 @@ pub enum ArgsError {
 
 /// Builds `sync`'s options from its command line (clap has checked each value's syntax): the
 /// rules between the flags, and Kubernetes names checked as Kubernetes would.
-pub fn options(mut a: crate::args::SyncArgs) -> Result<Options, ArgsError> {
+pub fn options(mut a: SyncArgs) -> Result<Options, ArgsError> {
     let mut o = Options {
         file: a.file.take(),
         min_ttl: a.min_ttl.map(|d| d.as_secs()),
@@ -335,7 +359,7 @@ pub fn options(mut a: crate::args::SyncArgs) -> Result<Options, ArgsError> {
 
 /// Records the Kubernetes flags, checking names as Kubernetes would.
 #[cfg(feature = "k8s")]
-fn k8s_options(k: &mut K8sOptions, a: crate::args::SyncArgs) -> Result<(), ArgsError> {
+fn k8s_options(k: &mut K8sOptions, a: SyncArgs) -> Result<(), ArgsError> {
     use acr_kube_sync::SecretRef;
     let bad = |flag: &'static str| {
         move |e: acr_kube_sync::Error| ArgsError::BadName {
@@ -365,7 +389,7 @@ fn k8s_options(k: &mut K8sOptions, a: crate::args::SyncArgs) -> Result<(), ArgsE
 }
 
 #[cfg(not(feature = "k8s"))]
-fn k8s_options(_: &mut K8sOptions, a: crate::args::SyncArgs) -> Result<(), ArgsError> {
+fn k8s_options(_: &mut K8sOptions, a: SyncArgs) -> Result<(), ArgsError> {
     let named = [
         ("--k8s-secret", !a.k8s_secret.is_empty()),
         ("--namespace-selector", a.namespace_selector.is_some()),

@@ -110,6 +110,17 @@ pub fn recognise(raw: &str, config: &Config) -> Result<RegistryHost, WarmError> 
     Ok(host)
 }
 
+/// The config in force, once every named registry is recognised (no I/O beyond the config
+/// file): `export` and `sync` refuse the whole run, with no traffic, when one registry is foreign.
+/// `Err` is the one line for stderr.
+pub fn config_serving(registries: &[String]) -> Result<Config, String> {
+    let config = Config::load(&|k| std::env::var(k).ok()).map_err(|e| e.to_string())?;
+    for raw in registries {
+        recognise(raw, &config).map_err(|e| e.to_string())?;
+    }
+    Ok(config)
+}
+
 /// Recognises `raw` without I/O (a host we do not serve is an error, with no traffic), then gets
 /// the credential `get` would answer, renewed so it has `min_ttl` left when given. A registry
 /// whose tokens cannot live that long is an error saying so.
