@@ -198,7 +198,9 @@ fn one_line(e: &clap::Error) -> String {
     if let Some(u) = usage {
         line.push_str(&format!("; usage: {u}"));
     }
-    printable_line(&line)
+    // clap echoes arguments, which may hold control characters; capped so a 100 kB argument
+    // cannot make a 100 kB error.
+    acr_proto::text::printable(&line, 400)
 }
 
 /// The whole command line; its doc text is the top of `--help` and of the man page.
@@ -531,15 +533,6 @@ pub fn man_page(out: &mut dyn std::io::Write) -> std::io::Result<()> {
 /// Shortens and sanitises user text for echoing in an error (or a terminal line).
 pub(crate) fn printable(s: &str) -> String {
     acr_proto::text::printable(s, 64)
-}
-
-/// Sanitises a whole line (clap echoes arguments, which may hold control characters), capped
-/// so a 100 kB argument cannot make a 100 kB error.
-fn printable_line(s: &str) -> String {
-    s.chars()
-        .take(400)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
 }
 
 #[cfg(test)]

@@ -208,8 +208,12 @@ fn to_json(doc: &Value) -> Result<String, String> {
         .map_err(|e| format!("cannot be written as JSON ({e})"))
 }
 
+/// A parser's message on one line: runs of whitespace collapsed, then the one sanitiser.
 fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
+    acr_proto::text::printable(
+        &s.split_whitespace().collect::<Vec<_>>().join(" "),
+        usize::MAX,
+    )
 }
 
 #[cfg(test)]
