@@ -35,13 +35,11 @@ impl ConfigCache {
         };
         let unreadable =
             |e: String| ConfigError(format!("cannot read config file {}: {e}", path.display()));
-        let stat_path = path.clone();
-        let stat = tokio::task::spawn_blocking(move || std::fs::metadata(stat_path));
-        let stamp = match tokio::time::timeout(acr_token::files::READ_DEADLINE, stat).await {
-            Ok(Ok(Ok(m))) if !m.is_file() => return Err(unreadable("not a regular file".into())),
-            Ok(Ok(Ok(m))) => Some((m.modified().ok(), m.len())),
-            Ok(_) => None,
-            Err(_) => return Err(unreadable("no answer from the file system".into())),
+        let stamp = match self.stat(&path).await {
+            Ok(Some(m)) if !m.is_file() => return Err(unreadable("not a regular file".into())),
+            Ok(Some(m)) => Some((m.modified().ok(), m.len())),
+            Ok(None) => None,
+            Err(()) => return Err(unreadable("no answer from the file system".into())),
         };
         if let Some((mtime, len)) = stamp {
             let files = self.files.lock().unwrap_or_else(|p| p.into_inner());
@@ -67,5 +65,61 @@ impl ConfigCache {
             files.insert(path, (mtime, len, config.clone()));
         }
         Ok(config)
+    }
+
+    /// The file's metadata (`Ok(None)`: it has none to give, e.g. it vanished); `Err` when the
+    /// file system gave no answer within [`acr_token::files::READ_DEADLINE`].
+    ///
+    /// A file already parsed from here answered its last stat, so it is stat'ed in place: every
+    /// warm `get` does this, and a hop to the blocking pool and back costs two cross-thread
+    /// wake-ups, more than the agent's whole answer otherwise (measured in BENCHMARKS.md). A path
+    /// not seen before (nothing promises its file system answers) is stat'ed on the blocking pool
+    /// under the deadline, as its read is.
+    async fn stat(&self, path: &Path) -> Result<Option<std::fs::Metadata>, ()> {
+        let known = {
+            let files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+            files.contains_key(path)
+        };
+        if known {
+            return Ok(std::fs::metadata(path).ok());
+        }
+        let stat_path = path.to_path_buf();
+        let stat = tokio::task::spawn_blocking(move || std::fs::metadata(stat_path));
+        match tokio::time::timeout(acr_token::files::READ_DEADLINE, stat).await {
+            Ok(Ok(m)) => Ok(m.ok()),
+            Ok(Err(_)) => Ok(None),
+            Err(_) => Err(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_known_file_is_parsed_once_and_reparsed_after_a_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "[agent]\npersist = false\n").unwrap();
+        let cache = ConfigCache::default();
+        let first = cache.load(Some(&path)).await.unwrap();
+        let again = cache.load(Some(&path)).await.unwrap();
+        assert!(
+            Arc::ptr_eq(&first, &again),
+            "an unchanged file was parsed again"
+        );
+        // A different length is a change whatever the clock's resolution.
+        std::fs::write(&path, "[agent]\npersist = true\n\n").unwrap();
+        let changed = cache.load(Some(&path)).await.unwrap();
+        assert!(
+            !Arc::ptr_eq(&first, &changed),
+            "a changed file was not re-read"
+        );
+        assert_ne!(first.agent.persist, changed.agent.persist);
+        // A known path that turns into something else than a regular file is refused.
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        assert!(cache.load(Some(&path)).await.is_err());
     }
 }
