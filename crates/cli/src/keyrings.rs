@@ -2,18 +2,70 @@
 //! kernel keyring. Static logins (the `statics` module) and sign-ins (the `signin` module) both keep
 //! their secrets here, so the choice of store and its fallbacks live in one place.
 
+/// Why a keyring could not keep or give a secret. Never holds the secret: only the store's own
+/// error, which names the store and the failure.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyringError {
+    #[cfg(unix)]
+    /// The kernel keyring could not be opened (the agent's keyring code says why).
+    #[error("{0}")]
+    KernelUnavailable(String),
+    #[cfg(unix)]
+    /// The kernel keyring refused the entry.
+    #[error("keyring: {0}")]
+    Kernel(#[source] keyring_core::Error),
+    #[cfg(not(unix))]
+    /// No keyring store is built for this platform.
+    #[error("static logins need a keyring store, not built for this platform yet")]
+    NotBuilt,
+    #[cfg(target_os = "linux")]
+    /// No D-Bus session bus to find the Secret Service on.
+    #[error("no session bus")]
+    NoSessionBus,
+    #[cfg(target_os = "linux")]
+    /// The Secret Service could not be reached or refused the entry.
+    #[error("Secret Service: {0}")]
+    SecretService(#[source] keyring_core::Error),
+    #[cfg(not(target_os = "linux"))]
+    /// No Secret Service on this platform.
+    #[error("no Secret Service on this platform")]
+    NoSecretService,
+    /// Reading, writing or deleting the opened entry failed.
+    #[error(transparent)]
+    Entry(#[from] keyring_core::Error),
+}
+
+/// Every store's reason, best store first; shown joined by "; " so one line says why each
+/// keyring was passed over.
+#[derive(Debug, Default)]
+pub struct KeyringErrors(pub Vec<KeyringError>);
+
+impl std::fmt::Display for KeyringErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for KeyringErrors {}
+
 #[cfg(unix)]
-fn entry(service: &str, key: &str) -> Result<keyring_core::Entry, String> {
-    let store = acr_agent::open_keyring()?;
+fn entry(service: &str, key: &str) -> Result<keyring_core::Entry, KeyringError> {
+    let store = acr_agent::open_keyring().map_err(KeyringError::KernelUnavailable)?;
     store
         .build(service, key, None)
-        .map_err(|e| format!("keyring: {e}"))
+        .map_err(KeyringError::Kernel)
 }
 
 /// No keyring store is wired on this platform yet.
 #[cfg(not(unix))]
-fn entry(_service: &str, _key: &str) -> Result<keyring_core::Entry, String> {
-    Err("static logins need a keyring store, not built for this platform yet".into())
+fn entry(_service: &str, _key: &str) -> Result<keyring_core::Entry, KeyringError> {
+    Err(KeyringError::NotBuilt)
 }
 
 /// Where a static login's secret is kept.
@@ -52,28 +104,27 @@ impl LoginStore {
 /// The Secret Service entry for `host`, when a session bus offers `org.freedesktop.secrets`
 /// (connecting opens an encrypted session with the service, D-Bus-activating it if needed).
 #[cfg(target_os = "linux")]
-fn secret_service_entry(service: &str, key: &str) -> Result<keyring_core::Entry, String> {
+fn secret_service_entry(service: &str, key: &str) -> Result<keyring_core::Entry, KeyringError> {
     let bus = std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some_and(|v| !v.is_empty())
         || std::env::var_os("XDG_RUNTIME_DIR")
             .is_some_and(|d| std::path::Path::new(&d).join("bus").exists());
     if !bus {
-        return Err("no session bus".into());
+        return Err(KeyringError::NoSessionBus);
     }
     let store: std::sync::Arc<keyring_core::CredentialStore> =
-        zbus_secret_service_keyring_store::Store::new()
-            .map_err(|e| format!("Secret Service: {e}"))?;
+        zbus_secret_service_keyring_store::Store::new().map_err(KeyringError::SecretService)?;
     store
         .build(service, key, None)
-        .map_err(|e| format!("Secret Service: {e}"))
+        .map_err(KeyringError::SecretService)
 }
 
 #[cfg(not(target_os = "linux"))]
-fn secret_service_entry(_service: &str, _key: &str) -> Result<keyring_core::Entry, String> {
-    Err("no Secret Service on this platform".into())
+fn secret_service_entry(_service: &str, _key: &str) -> Result<keyring_core::Entry, KeyringError> {
+    Err(KeyringError::NoSecretService)
 }
 
 /// Opens one keyring's entry for a (service, key).
-pub(crate) type OpenEntry = fn(&str, &str) -> Result<keyring_core::Entry, String>;
+pub(crate) type OpenEntry = fn(&str, &str) -> Result<keyring_core::Entry, KeyringError>;
 
 /// The stores to try, best first: the Secret Service, then the kernel keyring. Static logins
 /// and sign-ins both keep their secrets here.

@@ -36,7 +36,7 @@ impl Vault for KeyringVault {
                 Ok(Ok(s)) => return Ok(Some(Secret::new(s))),
                 Ok(Err(keyring_core::Error::NoEntry)) => {}
                 Ok(Err(e)) => errors.push(e.to_string()),
-                Err(e) => errors.push(e),
+                Err(e) => errors.push(e.to_string()),
             }
         }
         // Nobody has it: "not signed in" when at least one store answered, else the stores' errors.
@@ -50,11 +50,12 @@ impl Vault for KeyringVault {
     fn put(&self, key: &str, secret: &Secret) -> Result<(), String> {
         let mut errors = Vec::new();
         for (_, open) in crate::keyrings::keyrings() {
-            match open(SERVICE, key)
-                .and_then(|e| e.set_password(secret.expose()).map_err(|e| e.to_string()))
-            {
+            match open(SERVICE, key).and_then(|e| {
+                e.set_password(secret.expose())
+                    .map_err(crate::keyrings::KeyringError::from)
+            }) {
                 Ok(()) => return Ok(()),
-                Err(e) => errors.push(e),
+                Err(e) => errors.push(e.to_string()),
             }
         }
         Err(errors.join("; "))
