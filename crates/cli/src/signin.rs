@@ -82,6 +82,53 @@ pub fn store() -> Option<SignIns> {
     })
 }
 
+/// Why `login` did not sign anyone in; each says what to do. Never holds a token.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    /// The config file could not be loaded.
+    #[error(transparent)]
+    Config(#[from] acr_proto::config::ConfigError),
+    /// `--registry` is not a registry name.
+    #[error(transparent)]
+    BadHost(#[from] acr_proto::host::HostError),
+    /// `--registry` names a registry the config does not take for ACR.
+    #[error("{host} is not an Azure Container Registry")]
+    NotAcr {
+        /// The registry.
+        host: RegistryHost,
+    },
+    /// No cloud authority or scope for the sign-in.
+    #[error(transparent)]
+    Plan(#[from] acr_token::TokenError),
+    /// No place for the index of sign-ins.
+    #[error("no config directory (HOME unset)")]
+    NoConfigDir,
+    /// The HTTPS clients could not be built (trust store, proxy); the message says which.
+    #[error("{0}")]
+    Http(String),
+    /// No async runtime.
+    #[error("cannot start the I/O runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    /// Ctrl-C during the device flow.
+    #[error("sign-in cancelled")]
+    Cancelled,
+    /// Entra refused or the device code ran out; its message says what to do.
+    #[error(transparent)]
+    SignIn(#[from] SignInError),
+    /// Entra gave no refresh token to keep.
+    #[error("Entra returned no refresh token: the app registration must allow offline_access")]
+    NoRefreshToken,
+    /// Entra's answer did not say who signed in.
+    #[error("Entra's answer did not name the account (no ID token)")]
+    NoAccount,
+    /// The keyring did not take the refresh token (its reasons, never the token).
+    #[error("cannot keep the sign-in in the keyring: {0}")]
+    Keep(String),
+    /// The index of sign-ins could not be written.
+    #[error("{0}")]
+    Index(String),
+}
+
 /// Options of `login`.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct LoginOpts {
@@ -107,15 +154,13 @@ pub fn login(opts: LoginOpts) -> u8 {
     }
 }
 
-fn login_inner(opts: LoginOpts) -> Result<String, String> {
-    let config = Config::load(&|k| std::env::var(k).ok()).map_err(|e| e.to_string())?;
+fn login_inner(opts: LoginOpts) -> Result<String, LoginError> {
+    let config = Config::load(&|k| std::env::var(k).ok())?;
     let env = IdentityEnv::capture();
     let resolved = match &opts.registry {
         Some(r) => {
-            let host = RegistryHost::parse(r).map_err(|e| e.to_string())?;
-            config
-                .resolve(&host)
-                .ok_or_else(|| format!("{host} is not an Azure Container Registry"))?
+            let host = RegistryHost::parse(r)?;
+            config.resolve(&host).ok_or(LoginError::NotAcr { host })?
         }
         None => Resolved {
             cloud: config
@@ -126,8 +171,7 @@ fn login_inner(opts: LoginOpts) -> Result<String, String> {
         },
     };
     let label = opts.registry.clone().unwrap_or_else(|| "sign-in".into());
-    let (authority, scope) =
-        acr_token::plan::authority_and_scope(&resolved, &env, &label).map_err(|e| e.to_string())?;
+    let (authority, scope) = acr_token::plan::authority_and_scope(&resolved, &env, &label)?;
     let tenant = opts
         .tenant
         .clone()
@@ -137,29 +181,25 @@ fn login_inner(opts: LoginOpts) -> Result<String, String> {
         .client_id
         .clone()
         .unwrap_or_else(|| signin::AZURE_CLI_CLIENT_ID.to_string());
-    let store = store().ok_or("no config directory (HOME unset)")?;
-    let clients = acr_token::http::build(&env)?;
+    let store = store().ok_or(LoginError::NoConfigDir)?;
+    let clients = acr_token::http::build(&env).map_err(LoginError::Http)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the I/O runtime: {e}"))?;
+        .map_err(LoginError::Runtime)?;
     let tokens = rt.block_on(async {
         tokio::select! {
-            r = device_flow(&clients, &authority, &tenant, &client_id, &scope) => r,
-            _ = tokio::signal::ctrl_c() => Err("sign-in cancelled".to_string()),
+            r = device_flow(&clients, &authority, &tenant, &client_id, &scope) => r.map_err(LoginError::from),
+            _ = tokio::signal::ctrl_c() => Err(LoginError::Cancelled),
         }
     })?;
-    let refresh = tokens
-        .refresh_token
-        .ok_or("Entra returned no refresh token: the app registration must allow offline_access")?;
+    let refresh = tokens.refresh_token.ok_or(LoginError::NoRefreshToken)?;
     let tid = tokens.tenant.unwrap_or_else(|| tenant.clone());
     let tenant_alias = (!tenant.eq_ignore_ascii_case(&tid)
         && tenant != signin::DEFAULT_LOGIN_TENANT
         && tenant != "common")
         .then_some(tenant);
-    let account = tokens
-        .account
-        .ok_or("Entra's answer did not name the account (no ID token)")?;
+    let account = tokens.account.ok_or(LoginError::NoAccount)?;
     let now = acr_proto::time::now_unix();
     let entry = SignIn {
         tenant: tid.clone(),
@@ -174,10 +214,10 @@ fn login_inner(opts: LoginOpts) -> Result<String, String> {
     store
         .vault
         .put(&entry.vault_key(), &refresh)
-        .map_err(|e| format!("cannot keep the sign-in in the keyring: {e}"))?;
+        .map_err(LoginError::Keep)?;
     let mut index = signin::load_index(&store.index);
     signin::upsert(&mut index, entry);
-    signin::save_index(&store.index, &index)?;
+    signin::save_index(&store.index, &index).map_err(LoginError::Index)?;
     Ok(format!(
         "signed in as {account} (tenant {tid}); docker pulls from ACR now use this sign-in (`docker-credential-acr logout` forgets it)"
     ))
@@ -189,7 +229,7 @@ async fn device_flow(
     tenant: &str,
     client_id: &str,
     scope: &str,
-) -> Result<signin::UserTokens, String> {
+) -> Result<signin::UserTokens, SignInError> {
     let client = &clients.secure;
     let code = signin::start_device(
         client,
@@ -198,8 +238,7 @@ async fn device_flow(
         client_id,
         &signin::login_scope(scope),
     )
-    .await
-    .map_err(|e| e.to_string())?;
+    .await?;
     stderr_line(&format!(
         "To sign in, open {} in a browser and enter the code {} (valid {} minutes).",
         acr_proto::text::printable(&code.verification_uri, 64),
@@ -211,7 +250,7 @@ async fn device_flow(
     let mut unreachable = 0;
     loop {
         if tokio::time::Instant::now() + interval > deadline {
-            return Err(SignInError::Expired.to_string());
+            return Err(SignInError::Expired);
         }
         tokio::time::sleep(interval).await;
         match signin::poll_device(client, authority, tenant, client_id, &code).await {
@@ -230,10 +269,10 @@ async fn device_flow(
             ) => {
                 unreachable += 1;
                 if unreachable >= MAX_UNREACHABLE_POLLS {
-                    return Err(e.to_string());
+                    return Err(e);
                 }
             }
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e),
         }
     }
 }
