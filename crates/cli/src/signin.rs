@@ -6,13 +6,14 @@
 //! The vault is a narrow put/get/delete by key so it can be pointed at the shared login store
 //! (static logins use the same keyring backend) without touching the engine.
 
+use crate::keyrings::{keyrings, KeyringError, KeyringErrors};
 use crate::output::stderr_line;
 use acr_proto::config::{Config, Resolved};
 use acr_proto::env::IdentityEnv;
 use acr_proto::host::RegistryHost;
 use acr_proto::Secret;
 use acr_token::identity::SignIns;
-use acr_token::signin::{self, Poll, SignIn, SignInError, Vault};
+use acr_token::signin::{self, Poll, SignIn, SignInError, Vault, VaultError};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,44 +30,43 @@ const MAX_UNREACHABLE_POLLS: u32 = 5;
 pub struct KeyringVault;
 
 impl Vault for KeyringVault {
-    fn get(&self, key: &str) -> Result<Option<Secret>, String> {
-        let mut errors = Vec::new();
-        for (_, open) in crate::keyrings::keyrings() {
+    fn get(&self, key: &str) -> Result<Option<Secret>, VaultError> {
+        let mut errors = KeyringErrors::default();
+        for (_, open) in keyrings() {
             match open(SERVICE, key).map(|e| e.get_password()) {
                 Ok(Ok(s)) => return Ok(Some(Secret::new(s))),
                 Ok(Err(keyring_core::Error::NoEntry)) => {}
-                Ok(Err(e)) => errors.push(e.to_string()),
-                Err(e) => errors.push(e.to_string()),
+                Ok(Err(e)) => errors.0.push(KeyringError::from(e)),
+                Err(e) => errors.0.push(e),
             }
         }
         // Nobody has it: "not signed in" when at least one store answered, else the stores' errors.
-        if errors.len() < crate::keyrings::keyrings().len() {
+        if errors.0.len() < keyrings().len() {
             Ok(None)
         } else {
-            Err(errors.join("; "))
+            Err(Box::new(errors))
         }
     }
 
-    fn put(&self, key: &str, secret: &Secret) -> Result<(), String> {
-        let mut errors = Vec::new();
-        for (_, open) in crate::keyrings::keyrings() {
-            match open(SERVICE, key).and_then(|e| {
-                e.set_password(secret.expose())
-                    .map_err(crate::keyrings::KeyringError::from)
-            }) {
+    fn put(&self, key: &str, secret: &Secret) -> Result<(), VaultError> {
+        let mut errors = KeyringErrors::default();
+        for (_, open) in keyrings() {
+            match open(SERVICE, key)
+                .and_then(|e| e.set_password(secret.expose()).map_err(KeyringError::from))
+            {
                 Ok(()) => return Ok(()),
-                Err(e) => errors.push(e.to_string()),
+                Err(e) => errors.0.push(e),
             }
         }
-        Err(errors.join("; "))
+        Err(Box::new(errors))
     }
 
-    fn delete(&self, key: &str) -> Result<(), String> {
-        for (_, open) in crate::keyrings::keyrings() {
+    fn delete(&self, key: &str) -> Result<(), VaultError> {
+        for (_, open) in keyrings() {
             if let Ok(e) = open(SERVICE, key) {
                 match e.delete_credential() {
                     Ok(()) | Err(keyring_core::Error::NoEntry) => {}
-                    Err(e) => return Err(e.to_string()),
+                    Err(e) => return Err(Box::new(KeyringError::from(e))),
                 }
             }
         }
@@ -123,7 +123,7 @@ pub enum LoginError {
     NoAccount,
     /// The keyring did not take the refresh token (its reasons, never the token).
     #[error("cannot keep the sign-in in the keyring: {0}")]
-    Keep(String),
+    Keep(#[source] VaultError),
     /// The index of sign-ins could not be written.
     #[error("{0}")]
     Index(String),
