@@ -32,7 +32,26 @@ pub enum KeyringError {
     NoSecretService,
     /// Reading, writing or deleting the opened entry failed.
     #[error(transparent)]
-    Entry(#[from] keyring_core::Error),
+    Entry(keyring_core::Error),
+}
+
+impl From<keyring_core::Error> for KeyringError {
+    fn from(e: keyring_core::Error) -> Self {
+        KeyringError::Entry(scrubbed(e))
+    }
+}
+
+/// keyring-core's error without the secret bytes two of its variants carry (`BadEncoding` and
+/// `BadDataFormat` hold the raw secret read back), so neither Debug output nor a source chain
+/// can show a secret. Display is unchanged: it never prints them.
+fn scrubbed(e: keyring_core::Error) -> keyring_core::Error {
+    match e {
+        keyring_core::Error::BadEncoding(_) => keyring_core::Error::BadEncoding(Vec::new()),
+        keyring_core::Error::BadDataFormat(_, why) => {
+            keyring_core::Error::BadDataFormat(Vec::new(), why)
+        }
+        other => other,
+    }
 }
 
 /// Every store's reason, best store first; shown joined by "; " so one line says why each
@@ -59,7 +78,7 @@ fn entry(service: &str, key: &str) -> Result<keyring_core::Entry, KeyringError> 
     let store = acr_agent::open_keyring().map_err(KeyringError::KernelUnavailable)?;
     store
         .build(service, key, None)
-        .map_err(KeyringError::Kernel)
+        .map_err(|e| KeyringError::Kernel(scrubbed(e)))
 }
 
 /// No keyring store is wired on this platform yet.
@@ -112,10 +131,11 @@ fn secret_service_entry(service: &str, key: &str) -> Result<keyring_core::Entry,
         return Err(KeyringError::NoSessionBus);
     }
     let store: std::sync::Arc<keyring_core::CredentialStore> =
-        zbus_secret_service_keyring_store::Store::new().map_err(KeyringError::SecretService)?;
+        zbus_secret_service_keyring_store::Store::new()
+            .map_err(|e| KeyringError::SecretService(scrubbed(e)))?;
     store
         .build(service, key, None)
-        .map_err(KeyringError::SecretService)
+        .map_err(|e| KeyringError::SecretService(scrubbed(e)))
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -133,4 +153,27 @@ pub(crate) fn keyrings() -> [(LoginStore, OpenEntry); 2] {
         (LoginStore::SecretService, secret_service_entry),
         (LoginStore::KernelKeyring, entry),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_read_back_never_reaches_the_error() {
+        let secret = b"s3cr3t-refresh-token\xff".to_vec();
+        let e = KeyringError::from(keyring_core::Error::BadEncoding(secret.clone()));
+        let debug = format!("{e:?}");
+        let bytes = format!("{:?}", &secret[..4]);
+        assert!(!debug.contains(bytes.trim_matches(['[', ']'])), "{debug}");
+        assert!(
+            matches!(e, KeyringError::Entry(keyring_core::Error::BadEncoding(ref b)) if b.is_empty())
+        );
+        assert_eq!(e.to_string(), "Password data is not valid UTF-8");
+        let all = KeyringErrors(vec![e, KeyringError::from(keyring_core::Error::NoEntry)]);
+        assert_eq!(
+            all.to_string(),
+            "Password data is not valid UTF-8; No matching credential found"
+        );
+    }
 }
