@@ -36,6 +36,21 @@ pub enum ConfigureError {
     /// The new document could not be encoded.
     #[error(transparent)]
     Encode(#[from] serde_json::Error),
+    /// A registry named on the command line is not a registry name.
+    #[error("configure: {raw}: {source}")]
+    BadHost {
+        /// The argument as given.
+        raw: String,
+        /// Why it is not a registry.
+        #[source]
+        source: acr_proto::host::HostError,
+    },
+    /// The config file (read for its registries) could not be loaded.
+    #[error(transparent)]
+    Config(#[from] acr_proto::config::ConfigError),
+    /// No registry named and none exact in the config.
+    #[error("configure: name the registries to wire, e.g. docker-credential-acr configure myreg.azurecr.io (docker's credHelpers has no wildcards)")]
+    NoRegistries,
     /// The locked read-modify-write of the file failed.
     #[error(transparent)]
     Write(#[from] crate::config_write::ConfigWriteError),
@@ -49,7 +64,7 @@ pub fn run(registries: &[String], containers: bool, dry_run: bool) -> u8 {
     let hosts = match hosts(registries) {
         Ok(h) => h,
         Err(e) => {
-            stderr_line(&e);
+            stderr_line(&e.to_string());
             return 1;
         }
     };
@@ -76,14 +91,19 @@ pub fn run(registries: &[String], containers: bool, dry_run: bool) -> u8 {
     u8::from(failed)
 }
 
-fn hosts(registries: &[String]) -> Result<Vec<RegistryHost>, String> {
+fn hosts(registries: &[String]) -> Result<Vec<RegistryHost>, ConfigureError> {
     let mut out = Vec::new();
     for r in registries {
-        out.push(RegistryHost::parse(r).map_err(|e| format!("configure: {r}: {e}"))?);
+        out.push(
+            RegistryHost::parse(r).map_err(|source| ConfigureError::BadHost {
+                raw: r.clone(),
+                source,
+            })?,
+        );
     }
     if out.is_empty() {
         // Exact (non-wildcard) registries from the config file.
-        let config = Config::load(&|k| std::env::var(k).ok()).map_err(|e| e.to_string())?;
+        let config = Config::load(&|k| std::env::var(k).ok())?;
         out = config
             .registries
             .iter()
@@ -93,7 +113,7 @@ fn hosts(registries: &[String]) -> Result<Vec<RegistryHost>, String> {
             .collect();
     }
     if out.is_empty() {
-        return Err("configure: name the registries to wire, e.g. docker-credential-acr configure myreg.azurecr.io (docker's credHelpers has no wildcards)".into());
+        return Err(ConfigureError::NoRegistries);
     }
     Ok(out)
 }
