@@ -253,7 +253,7 @@ pub fn stop(forget: bool) -> u8 {
                 if n == 1 { "" } else { "s" }
             )),
             Err(e) => {
-                stderr_line(&e);
+                stderr_line(&e.to_string());
                 return 1;
             }
         }
@@ -261,14 +261,22 @@ pub fn stop(forget: bool) -> u8 {
     0
 }
 
+/// No async runtime to delete persisted tokens with.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot start the runtime: {0}")]
+pub struct RuntimeError(#[source] std::io::Error);
+
 /// Deletes what the agent instance of `socket` persisted (of `registry`, or all), with no agent
 /// running. Returns how many tokens were deleted.
 #[cfg(unix)]
-pub fn forget_persisted(socket: &std::path::Path, registry: Option<&str>) -> Result<usize, String> {
+pub fn forget_persisted(
+    socket: &std::path::Path,
+    registry: Option<&str>,
+) -> Result<usize, RuntimeError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+        .map_err(RuntimeError)?;
     let state_dir = state_dir_for(socket);
     Ok(rt.block_on(acr_agent::forget_persisted(
         socket,
@@ -282,6 +290,6 @@ pub fn forget_persisted(socket: &std::path::Path, registry: Option<&str>) -> Res
 pub fn forget_persisted(
     _socket: &std::path::Path,
     _registry: Option<&str>,
-) -> Result<usize, String> {
+) -> Result<usize, RuntimeError> {
     Ok(0)
 }

@@ -12,47 +12,127 @@
 
 use std::path::{Path, PathBuf};
 
+/// Why a file could not be updated; each names the file, so the user knows which to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigWriteError {
+    /// The file's directory could not be created.
+    #[error("cannot create {}: {source}", dir.display())]
+    CreateDir {
+        /// The directory.
+        dir: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A symlink on the way to the file could not be read.
+    #[error("cannot read the link {}: {source}", link.display())]
+    ReadLink {
+        /// The link.
+        link: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The symlinks loop or nest deeper than the kernel allows.
+    #[error("{}: too many levels of symbolic links", file.display())]
+    TooManyLinks {
+        /// The file as named.
+        file: PathBuf,
+    },
+    /// The lock file beside the target could not be opened.
+    #[error("cannot open the lock {}: {source}", lock.display())]
+    OpenLock {
+        /// The lock file.
+        lock: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The lock could not be taken.
+    #[error("cannot lock {}: {source}", lock.display())]
+    Lock {
+        /// The lock file.
+        lock: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The current contents could not be read.
+    #[error("cannot read {}: {source}", file.display())]
+    Read {
+        /// The target file.
+        file: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The new contents could not be written.
+    #[error("cannot write {}: {source}", file.display())]
+    Write {
+        /// The target file.
+        file: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// Most symlinks followed before giving up (the kernel's own limit).
 const MAX_LINKS: usize = 40;
 
 /// Applies `edit` to the current bytes of `file` (`None`: it does not exist) under the lock and
 /// writes what it returns; `Ok(None)` from `edit` leaves the file alone. A new file is created
-/// with `new_mode`. Returns whether the file was written.
-pub fn update(
+/// with `new_mode`. Returns whether the file was written. The caller's error type `E` carries
+/// both its own edit's failures and the file's ([`ConfigWriteError`]).
+pub fn update<E: From<ConfigWriteError>>(
     file: &Path,
     new_mode: u32,
-    edit: impl FnOnce(Option<&[u8]>) -> Result<Option<Vec<u8>>, String>,
-) -> Result<bool, String> {
+    edit: impl FnOnce(Option<&[u8]>) -> Result<Option<Vec<u8>>, E>,
+) -> Result<bool, E> {
     let target = resolve(file)?;
     let dir = target
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
         .to_path_buf();
-    ensure_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    ensure_dir(&dir).map_err(|source| ConfigWriteError::CreateDir {
+        dir: dir.clone(),
+        source,
+    })?;
     let _lock = lock(&target)?;
     let current = match std::fs::read(&target) {
         Ok(b) => Some(b),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(format!("cannot read {}: {e}", target.display())),
+        Err(source) => {
+            return Err(ConfigWriteError::Read {
+                file: target,
+                source,
+            }
+            .into())
+        }
     };
     let Some(bytes) = edit(current.as_deref())? else {
         return Ok(false);
     };
-    write_replacing(&target, &dir, &bytes, new_mode)
-        .map_err(|e| format!("cannot write {}: {e}", target.display()))?;
+    write_replacing(&target, &dir, &bytes, new_mode).map_err(|source| ConfigWriteError::Write {
+        file: target.clone(),
+        source,
+    })?;
     Ok(true)
 }
 
 /// The file a path finally names, following symlinks (relative ones against their directory);
 /// the last target need not exist yet.
-fn resolve(file: &Path) -> Result<PathBuf, String> {
+fn resolve(file: &Path) -> Result<PathBuf, ConfigWriteError> {
     let mut path = file.to_path_buf();
     for _ in 0..MAX_LINKS {
         match std::fs::symlink_metadata(&path) {
             Ok(m) if m.file_type().is_symlink() => {
-                let next = std::fs::read_link(&path)
-                    .map_err(|e| format!("cannot read the link {}: {e}", path.display()))?;
+                let next =
+                    std::fs::read_link(&path).map_err(|source| ConfigWriteError::ReadLink {
+                        link: path.clone(),
+                        source,
+                    })?;
                 path = match path.parent() {
                     Some(parent) if next.is_relative() => parent.join(next),
                     _ => next,
@@ -61,10 +141,9 @@ fn resolve(file: &Path) -> Result<PathBuf, String> {
             _ => return Ok(path),
         }
     }
-    Err(format!(
-        "{}: too many levels of symbolic links",
-        file.display()
-    ))
+    Err(ConfigWriteError::TooManyLinks {
+        file: file.to_path_buf(),
+    })
 }
 
 /// Creates `dir` (0700) and missing parents; as root, each directory created gets the owner of
@@ -93,42 +172,43 @@ fn ensure_dir(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The held lock; closing the file releases it.
+/// The held lock; closing the file (dropping this) releases it.
 struct Lock {
     _file: Option<std::fs::File>,
 }
 
 /// Exclusively locks `.<name>.lock` beside `target` (a separate file: the target itself is
 /// replaced by rename, so a lock on it would not be seen by the next writer). Blocks until any
-/// other writer is done.
+/// other writer is done. [`std::fs::File::lock`] is `flock(LOCK_EX)` on Unix, so other writers
+/// (older builds of this program included) see the same lock.
 #[cfg(unix)]
-fn lock(target: &Path) -> Result<Lock, String> {
-    use std::os::unix::io::AsRawFd;
+fn lock(target: &Path) -> Result<Lock, ConfigWriteError> {
     let name = target
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "config".into());
     let path = target.with_file_name(format!(".{name}.lock"));
     let file = acr_proto::private_file::open(&path, acr_proto::private_file::Access::Lock)
-        .map_err(|e| format!("cannot open the lock {}: {e}", path.display()))?;
+        .map_err(|source| ConfigWriteError::OpenLock {
+            lock: path.clone(),
+            source,
+        })?;
     if let Some(dir) = path.parent() {
         copy_owner_from_dir(&file, dir);
     }
     loop {
-        // SAFETY: the fd stays open for the call; flock takes no memory arguments.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
-            return Ok(Lock { _file: Some(file) });
-        }
-        let e = std::io::Error::last_os_error();
-        if e.kind() != std::io::ErrorKind::Interrupted {
-            return Err(format!("cannot lock {}: {e}", path.display()));
+        match file.lock() {
+            Ok(()) => return Ok(Lock { _file: Some(file) }),
+            // A signal during the wait: wait again.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(source) => return Err(ConfigWriteError::Lock { lock: path, source }),
         }
     }
 }
 
 /// No `flock` here yet: writes stay atomic, but concurrent runs are not serialised.
 #[cfg(not(unix))]
-fn lock(_target: &Path) -> Result<Lock, String> {
+fn lock(_target: &Path) -> Result<Lock, ConfigWriteError> {
     Ok(Lock { _file: None })
 }
 
@@ -196,7 +276,7 @@ mod tests {
         std::os::unix::fs::symlink("dotfiles/docker.json", &link).unwrap();
         let wrote = update(&link, 0o600, |old| {
             assert_eq!(old, Some(&b"old"[..]));
-            Ok(Some(b"new".to_vec()))
+            Ok::<_, ConfigWriteError>(Some(b"new".to_vec()))
         })
         .unwrap();
         assert!(wrote);
@@ -210,7 +290,7 @@ mod tests {
             std::fs::metadata(&real).unwrap().permissions().mode() & 0o777,
             0o640
         );
-        assert!(update(&link, 0o600, |_| Ok(None)).is_ok_and(|w| !w));
+        assert!(update(&link, 0o600, |_| Ok::<_, ConfigWriteError>(None)).is_ok_and(|w| !w));
     }
 
     #[test]
@@ -220,7 +300,11 @@ mod tests {
         let b = tmp.path().join("b");
         std::os::unix::fs::symlink(&b, &a).unwrap();
         std::os::unix::fs::symlink(&a, &b).unwrap();
-        let e = update(&a, 0o600, |_| Ok(Some(b"x".to_vec()))).unwrap_err();
-        assert!(e.contains("symbolic links"), "{e}");
+        let e = update(&a, 0o600, |_| {
+            Ok::<_, ConfigWriteError>(Some(b"x".to_vec()))
+        })
+        .unwrap_err();
+        assert!(matches!(e, ConfigWriteError::TooManyLinks { .. }), "{e:?}");
+        assert!(e.to_string().contains("symbolic links"), "{e}");
     }
 }

@@ -9,6 +9,53 @@ use acr_proto::host::RegistryHost;
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 
+/// Why one file could not be wired; each names the file and what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigureError {
+    /// The file could not be read.
+    #[error("cannot read {}: {source}", file.display())]
+    Read {
+        /// The file.
+        file: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file holds something other than a JSON object.
+    #[error("{} is not a JSON object; fix or move it, then run configure again", file.display())]
+    NotAnObject {
+        /// The file.
+        file: PathBuf,
+    },
+    /// `credHelpers` is there but not an object.
+    #[error("{}: credHelpers is not an object", file.display())]
+    HelpersNotAnObject {
+        /// The file.
+        file: PathBuf,
+    },
+    /// The new document could not be encoded.
+    #[error(transparent)]
+    Encode(#[from] serde_json::Error),
+    /// A registry named on the command line is not a registry name.
+    #[error("configure: {raw}: {source}")]
+    BadHost {
+        /// The argument as given.
+        raw: String,
+        /// Why it is not a registry.
+        #[source]
+        source: acr_proto::host::HostError,
+    },
+    /// The config file (read for its registries) could not be loaded.
+    #[error(transparent)]
+    Config(#[from] acr_proto::config::ConfigError),
+    /// No registry named and none exact in the config.
+    #[error("configure: name the registries to wire, e.g. docker-credential-acr configure myreg.azurecr.io (docker's credHelpers has no wildcards)")]
+    NoRegistries,
+    /// The locked read-modify-write of the file failed.
+    #[error(transparent)]
+    Write(#[from] crate::config_write::ConfigWriteError),
+}
+
 /// The helper name docker appends to `docker-credential-`.
 const HELPER: &str = "acr";
 
@@ -17,7 +64,7 @@ pub fn run(registries: &[String], containers: bool, dry_run: bool) -> u8 {
     let hosts = match hosts(registries) {
         Ok(h) => h,
         Err(e) => {
-            stderr_line(&e);
+            stderr_line(&e.to_string());
             return 1;
         }
     };
@@ -30,7 +77,7 @@ pub fn run(registries: &[String], containers: bool, dry_run: bool) -> u8 {
         match wire(file, &hosts, dry_run) {
             Ok(msg) => stdout_line(&msg),
             Err(e) => {
-                stderr_line(&e);
+                stderr_line(&e.to_string());
                 failed = true;
             }
         }
@@ -44,14 +91,19 @@ pub fn run(registries: &[String], containers: bool, dry_run: bool) -> u8 {
     u8::from(failed)
 }
 
-fn hosts(registries: &[String]) -> Result<Vec<RegistryHost>, String> {
+fn hosts(registries: &[String]) -> Result<Vec<RegistryHost>, ConfigureError> {
     let mut out = Vec::new();
     for r in registries {
-        out.push(RegistryHost::parse(r).map_err(|e| format!("configure: {r}: {e}"))?);
+        out.push(
+            RegistryHost::parse(r).map_err(|source| ConfigureError::BadHost {
+                raw: r.clone(),
+                source,
+            })?,
+        );
     }
     if out.is_empty() {
         // Exact (non-wildcard) registries from the config file.
-        let config = Config::load(&|k| std::env::var(k).ok()).map_err(|e| e.to_string())?;
+        let config = Config::load(&|k| std::env::var(k).ok())?;
         out = config
             .registries
             .iter()
@@ -61,7 +113,7 @@ fn hosts(registries: &[String]) -> Result<Vec<RegistryHost>, String> {
             .collect();
     }
     if out.is_empty() {
-        return Err("configure: name the registries to wire, e.g. docker-credential-acr configure myreg.azurecr.io (docker's credHelpers has no wildcards)".into());
+        return Err(ConfigureError::NoRegistries);
     }
     Ok(out)
 }
@@ -89,26 +141,28 @@ fn home() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/"))
 }
 
-fn read_json(file: &Path) -> Result<Map<String, Value>, String> {
+fn read_json(file: &Path) -> Result<Map<String, Value>, ConfigureError> {
     match std::fs::read(file) {
         Ok(bytes) => parse_json(file, Some(&bytes)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Map::new()),
-        Err(e) => Err(format!("cannot read {}: {e}", file.display())),
+        Err(source) => Err(ConfigureError::Read {
+            file: file.to_path_buf(),
+            source,
+        }),
     }
 }
 
 /// A config file's contents as a JSON object (`None` or blank: empty).
-fn parse_json(file: &Path, bytes: Option<&[u8]>) -> Result<Map<String, Value>, String> {
+fn parse_json(file: &Path, bytes: Option<&[u8]>) -> Result<Map<String, Value>, ConfigureError> {
     let text = String::from_utf8_lossy(bytes.unwrap_or_default());
     if text.trim().is_empty() {
         return Ok(Map::new());
     }
     match serde_json::from_str::<Value>(&text) {
         Ok(Value::Object(m)) => Ok(m),
-        _ => Err(format!(
-            "{} is not a JSON object; fix or move it, then run configure again",
-            file.display()
-        )),
+        _ => Err(ConfigureError::NotAnObject {
+            file: file.to_path_buf(),
+        }),
     }
 }
 
@@ -117,12 +171,14 @@ fn add_helpers(
     file: &Path,
     doc: &mut Map<String, Value>,
     hosts: &[RegistryHost],
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, ConfigureError> {
     let helpers = doc
         .entry("credHelpers")
         .or_insert_with(|| Value::Object(Map::new()));
     let Value::Object(helpers) = helpers else {
-        return Err(format!("{}: credHelpers is not an object", file.display()));
+        return Err(ConfigureError::HelpersNotAnObject {
+            file: file.to_path_buf(),
+        });
     };
     let mut changes = Vec::new();
     for h in hosts {
@@ -137,7 +193,7 @@ fn add_helpers(
 
 /// Adds the entries to one file; returns what happened. The read, the change and the write
 /// happen under the file's lock (see [`crate::config_write`]).
-fn wire(file: &Path, hosts: &[RegistryHost], dry_run: bool) -> Result<String, String> {
+fn wire(file: &Path, hosts: &[RegistryHost], dry_run: bool) -> Result<String, ConfigureError> {
     if dry_run {
         let changes = add_helpers(file, &mut read_json(file)?, hosts)?;
         if changes.is_empty() {
@@ -150,14 +206,13 @@ fn wire(file: &Path, hosts: &[RegistryHost], dry_run: bool) -> Result<String, St
         ));
     }
     let mut changes = Vec::new();
-    crate::config_write::update(file, 0o600, |old| {
+    crate::config_write::update(file, 0o600, |old| -> Result<_, ConfigureError> {
         let mut doc = parse_json(file, old)?;
         changes = add_helpers(file, &mut doc, hosts)?;
         if changes.is_empty() {
             return Ok(None);
         }
-        let text =
-            serde_json::to_string_pretty(&Value::Object(doc)).map_err(|e| e.to_string())? + "\n";
+        let text = serde_json::to_string_pretty(&Value::Object(doc))? + "\n";
         Ok(Some(text.into_bytes()))
     })?;
     if changes.is_empty() {

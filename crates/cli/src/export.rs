@@ -41,7 +41,7 @@ pub fn run(opts: Options) -> u8 {
     let config = match warm::config_serving(&opts.registries) {
         Ok(c) => c,
         Err(e) => {
-            stderr_line(&e);
+            stderr_line(&e.to_string());
             return 1;
         }
     };

@@ -35,13 +35,71 @@ pub enum MergeError {
         source: std::io::Error,
     },
     /// A file is not a usable `CredentialProviderConfig`.
-    #[error("{}: {message}; it was left untouched: fix it (or move it away) and run again", path.display())]
+    #[error("{}: {problem}; it was left untouched: fix it (or move it away) and run again", path.display())]
     Invalid {
         /// The file.
         path: PathBuf,
         /// What is wrong, in one line.
-        message: String,
+        #[source]
+        problem: DocError,
     },
+}
+
+/// What is wrong with one `CredentialProviderConfig` document, in one line (the file is named
+/// by [`MergeError::Invalid`]).
+#[derive(Debug, thiserror::Error)]
+pub enum DocError {
+    /// Nothing in it.
+    #[error("is empty, not a CredentialProviderConfig")]
+    Empty,
+    /// Not YAML (or JSON), or a key appears twice.
+    #[error("is not valid YAML or JSON ({})", one_line(&.0.to_string()))]
+    NotYaml(#[source] serde_norway::Error),
+    /// The top level is not a mapping.
+    #[error("is not a mapping (expected a kubelet CredentialProviderConfig)")]
+    NotMapping,
+    /// Another kind of document.
+    #[error("kind is {shown}, expected CredentialProviderConfig")]
+    WrongKind {
+        /// The kind found, quoted and sanitised, or "missing".
+        shown: String,
+    },
+    /// An apiVersion kubelet does not load this kind from.
+    #[error("apiVersion is {shown}, expected kubelet.config.k8s.io/v1")]
+    WrongApiVersion {
+        /// The apiVersion found, quoted and sanitised, or "missing".
+        shown: String,
+    },
+    /// `providers` is there but not a list.
+    #[error("providers is not a list")]
+    ProvidersNotList,
+    /// A provider entry is not a mapping.
+    #[error("providers[{index}] is not a mapping")]
+    ProviderNotMapping {
+        /// Its position in the list.
+        index: usize,
+    },
+    /// A provider entry has no (or an empty) name.
+    #[error("providers[{index}] has no name")]
+    ProviderUnnamed {
+        /// Its position in the list.
+        index: usize,
+    },
+    /// Two providers share a name (kubelet refuses the file).
+    #[error("provider name {name:?} appears twice")]
+    DuplicateProvider {
+        /// The name.
+        name: String,
+    },
+    /// Our config names no provider to merge.
+    #[error("names no provider")]
+    NoProviders,
+    /// The merged document could not be written as JSON.
+    #[error("cannot be written as JSON ({0})")]
+    NotJson(#[source] serde_json::Error),
+    /// The merged document could not be written as YAML.
+    #[error("{}", one_line(&.0.to_string()))]
+    NotYamlOut(#[source] serde_norway::Error),
 }
 
 /// Parsed `merge-config` options (clap: `--into PATH --from FILE --out OUT`, each also as
@@ -82,13 +140,13 @@ fn merge_files(opts: &MergeOpts) -> Result<(), MergeError> {
         Err(e) => return Err(io(&opts.into)(e)),
     };
     let json = opts.into.extension().is_some_and(|e| e == "json");
-    let merged = merge(existing.as_deref(), &ours, json).map_err(|(which, message)| {
+    let merged = merge(existing.as_deref(), &ours, json).map_err(|(which, problem)| {
         MergeError::Invalid {
             path: match which {
                 Which::Existing => opts.into.clone(),
                 Which::Ours => opts.from.clone(),
             },
-            message,
+            problem,
         }
     })?;
     std::fs::write(&opts.out, merged).map_err(io(&opts.out))
@@ -104,11 +162,11 @@ pub enum Which {
 }
 
 /// The merged document: `existing` (None: no file yet) with every provider of `ours` in place.
-pub fn merge(existing: Option<&str>, ours: &str, json: bool) -> Result<String, (Which, String)> {
+pub fn merge(existing: Option<&str>, ours: &str, json: bool) -> Result<String, (Which, DocError)> {
     let ours_doc = parse(ours).map_err(|m| (Which::Ours, m))?;
     let ours_providers = providers(&ours_doc).map_err(|m| (Which::Ours, m))?;
     if ours_providers.is_empty() {
-        return Err((Which::Ours, "names no provider".into()));
+        return Err((Which::Ours, DocError::NoProviders));
     }
     let Some(existing) = existing else {
         return if json {
@@ -135,53 +193,52 @@ pub fn merge(existing: Option<&str>, ours: &str, json: bool) -> Result<String, (
     if json {
         to_json(&doc).map_err(|m| (Which::Existing, m))
     } else {
-        serde_norway::to_string(&doc).map_err(|e| (Which::Existing, one_line(&e.to_string())))
+        serde_norway::to_string(&doc).map_err(|e| (Which::Existing, DocError::NotYamlOut(e)))
     }
 }
 
 /// YAML (JSON is YAML) to a value; duplicate keys are refused as kubelet's strict decoder does.
-fn parse(text: &str) -> Result<Value, String> {
+fn parse(text: &str) -> Result<Value, DocError> {
     if text.trim().is_empty() {
-        return Err("is empty, not a CredentialProviderConfig".into());
+        return Err(DocError::Empty);
     }
-    serde_norway::from_str::<Value>(text)
-        .map_err(|e| format!("is not valid YAML or JSON ({})", one_line(&e.to_string())))
+    serde_norway::from_str::<Value>(text).map_err(DocError::NotYaml)
 }
 
 /// The `providers` list after checking the document is one kubelet would load.
-fn providers(doc: &Value) -> Result<Vec<Value>, String> {
+fn providers(doc: &Value) -> Result<Vec<Value>, DocError> {
     let Value::Mapping(top) = doc else {
-        return Err("is not a mapping (expected a kubelet CredentialProviderConfig)".into());
+        return Err(DocError::NotMapping);
     };
     let kind = top.get("kind").and_then(Value::as_str);
     if kind != Some("CredentialProviderConfig") {
-        return Err(format!(
-            "kind is {}, expected CredentialProviderConfig",
-            shown(top.get("kind"))
-        ));
+        return Err(DocError::WrongKind {
+            shown: shown(top.get("kind")),
+        });
     }
     let api = top.get("apiVersion").and_then(Value::as_str);
     if !api.is_some_and(|a| CONFIG_API_VERSIONS.contains(&a)) {
-        return Err(format!(
-            "apiVersion is {}, expected kubelet.config.k8s.io/v1",
-            shown(top.get("apiVersion"))
-        ));
+        return Err(DocError::WrongApiVersion {
+            shown: shown(top.get("apiVersion")),
+        });
     }
     let list = match top.get("providers") {
         None | Some(Value::Null) => return Ok(Vec::new()),
         Some(Value::Sequence(s)) => s.clone(),
-        Some(_) => return Err("providers is not a list".into()),
+        Some(_) => return Err(DocError::ProvidersNotList),
     };
     let mut seen = Vec::new();
     for (i, p) in list.iter().enumerate() {
         if !matches!(p, Value::Mapping(_)) {
-            return Err(format!("providers[{i}] is not a mapping"));
+            return Err(DocError::ProviderNotMapping { index: i });
         }
         let Some(n) = name(p).filter(|n| !n.is_empty()) else {
-            return Err(format!("providers[{i}] has no name"));
+            return Err(DocError::ProviderUnnamed { index: i });
         };
         if seen.contains(&n) {
-            return Err(format!("provider name {n:?} appears twice"));
+            return Err(DocError::DuplicateProvider {
+                name: n.to_string(),
+            });
         }
         seen.push(n);
     }
@@ -200,12 +257,11 @@ fn shown(v: Option<&Value>) -> String {
     }
 }
 
-fn to_json(doc: &Value) -> Result<String, String> {
-    let v: serde_json::Value =
-        serde_json::to_value(doc).map_err(|e| format!("cannot be written as JSON ({e})"))?;
+fn to_json(doc: &Value) -> Result<String, DocError> {
+    let v: serde_json::Value = serde_json::to_value(doc).map_err(DocError::NotJson)?;
     serde_json::to_string_pretty(&v)
         .map(|s| s + "\n")
-        .map_err(|e| format!("cannot be written as JSON ({e})"))
+        .map_err(DocError::NotJson)
 }
 
 /// A parser's message on one line: runs of whitespace collapsed, then the one sanitiser.
@@ -305,7 +361,7 @@ mod tests {
         ] {
             let (which, message) = merge(Some(text), OURS, false).unwrap_err();
             assert_eq!(which, Which::Existing, "{text}");
-            assert!(message.contains(why), "{text:?}: {message}");
+            assert!(message.to_string().contains(why), "{text:?}: {message}");
         }
         assert_eq!(merge(None, "kind: x", false).unwrap_err().0, Which::Ours);
     }

@@ -8,6 +8,7 @@
 
 use crate::client;
 use acr_agent::PodIdentity;
+use acr_helper::agent::AgentError;
 use acr_proto::config::Config;
 use acr_proto::env::IdentityEnv;
 use acr_proto::host::RegistryHost;
@@ -49,7 +50,8 @@ pub enum ReachError {
         /// The registry asked for.
         registry: String,
         /// What went wrong with the agent.
-        reason: String,
+        #[source]
+        reason: AgentError,
     },
     /// The node agent did not answer and too little of kubelet's budget is left.
     #[error("{registry}: the node agent did not answer within kubelet's time budget; check `systemctl status` of the agent")]
@@ -59,7 +61,7 @@ pub enum ReachError {
     },
     /// Only the agent can answer this request, and it did not.
     #[error("the agent did not answer: {0}")]
-    NoAgent(String),
+    NoAgent(#[source] AgentError),
     /// No async runtime for the in-process service.
     #[error("cannot start the I/O runtime: {0}; check the process's thread and file limits")]
     Runtime(#[from] std::io::Error),
@@ -153,8 +155,8 @@ fn node_socket() -> PathBuf {
 /// and, when `start`, starting it if none runs (`Err` when none runs and `start` is false). Each
 /// wait ends by `deadline`. The client's code ([`acr_helper::agent::call`]), so both binaries
 /// start and replace agents alike.
-fn user_agent(request: &Request, start: bool, deadline: Instant) -> Result<Response, String> {
-    acr_helper::agent::call(|| request.clone(), start, deadline).map_err(|e| e.to_string())
+fn user_agent(request: &Request, start: bool, deadline: Instant) -> Result<Response, AgentError> {
+    acr_helper::agent::call(|| request.clone(), start, deadline)
 }
 
 /// What is left of a command's budget (at least a millisecond, so a wait never means "forever").

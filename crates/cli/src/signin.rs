@@ -6,13 +6,14 @@
 //! The vault is a narrow put/get/delete by key so it can be pointed at the shared login store
 //! (static logins use the same keyring backend) without touching the engine.
 
+use crate::keyrings::{keyrings, KeyringError, KeyringErrors};
 use crate::output::stderr_line;
 use acr_proto::config::{Config, Resolved};
 use acr_proto::env::IdentityEnv;
 use acr_proto::host::RegistryHost;
 use acr_proto::Secret;
 use acr_token::identity::SignIns;
-use acr_token::signin::{self, Poll, SignIn, SignInError, Vault};
+use acr_token::signin::{self, Poll, SignIn, SignInError, Vault, VaultError};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,43 +30,43 @@ const MAX_UNREACHABLE_POLLS: u32 = 5;
 pub struct KeyringVault;
 
 impl Vault for KeyringVault {
-    fn get(&self, key: &str) -> Result<Option<Secret>, String> {
-        let mut errors = Vec::new();
-        for (_, open) in crate::keyrings::keyrings() {
+    fn get(&self, key: &str) -> Result<Option<Secret>, VaultError> {
+        let mut errors = KeyringErrors::default();
+        for (_, open) in keyrings() {
             match open(SERVICE, key).map(|e| e.get_password()) {
                 Ok(Ok(s)) => return Ok(Some(Secret::new(s))),
                 Ok(Err(keyring_core::Error::NoEntry)) => {}
-                Ok(Err(e)) => errors.push(e.to_string()),
-                Err(e) => errors.push(e),
+                Ok(Err(e)) => errors.0.push(KeyringError::from(e)),
+                Err(e) => errors.0.push(e),
             }
         }
         // Nobody has it: "not signed in" when at least one store answered, else the stores' errors.
-        if errors.len() < crate::keyrings::keyrings().len() {
+        if errors.0.len() < keyrings().len() {
             Ok(None)
         } else {
-            Err(errors.join("; "))
+            Err(Box::new(errors))
         }
     }
 
-    fn put(&self, key: &str, secret: &Secret) -> Result<(), String> {
-        let mut errors = Vec::new();
-        for (_, open) in crate::keyrings::keyrings() {
+    fn put(&self, key: &str, secret: &Secret) -> Result<(), VaultError> {
+        let mut errors = KeyringErrors::default();
+        for (_, open) in keyrings() {
             match open(SERVICE, key)
-                .and_then(|e| e.set_password(secret.expose()).map_err(|e| e.to_string()))
+                .and_then(|e| e.set_password(secret.expose()).map_err(KeyringError::from))
             {
                 Ok(()) => return Ok(()),
-                Err(e) => errors.push(e),
+                Err(e) => errors.0.push(e),
             }
         }
-        Err(errors.join("; "))
+        Err(Box::new(errors))
     }
 
-    fn delete(&self, key: &str) -> Result<(), String> {
-        for (_, open) in crate::keyrings::keyrings() {
+    fn delete(&self, key: &str) -> Result<(), VaultError> {
+        for (_, open) in keyrings() {
             if let Ok(e) = open(SERVICE, key) {
                 match e.delete_credential() {
                     Ok(()) | Err(keyring_core::Error::NoEntry) => {}
-                    Err(e) => return Err(e.to_string()),
+                    Err(e) => return Err(Box::new(KeyringError::from(e))),
                 }
             }
         }
@@ -79,6 +80,53 @@ pub fn store() -> Option<SignIns> {
         vault: Arc::new(KeyringVault),
         index: signin::index_path()?,
     })
+}
+
+/// Why `login` did not sign anyone in; each says what to do. Never holds a token.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    /// The config file could not be loaded.
+    #[error(transparent)]
+    Config(#[from] acr_proto::config::ConfigError),
+    /// `--registry` is not a registry name.
+    #[error(transparent)]
+    BadHost(#[from] acr_proto::host::HostError),
+    /// `--registry` names a registry the config does not take for ACR.
+    #[error("{host} is not an Azure Container Registry")]
+    NotAcr {
+        /// The registry.
+        host: RegistryHost,
+    },
+    /// No cloud authority or scope for the sign-in.
+    #[error(transparent)]
+    Plan(#[from] acr_token::TokenError),
+    /// No place for the index of sign-ins.
+    #[error("no config directory (HOME unset)")]
+    NoConfigDir,
+    /// The HTTPS clients could not be built (trust store, proxy); the message says which.
+    #[error("{0}")]
+    Http(String),
+    /// No async runtime.
+    #[error("cannot start the I/O runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    /// Ctrl-C during the device flow.
+    #[error("sign-in cancelled")]
+    Cancelled,
+    /// Entra refused or the device code ran out; its message says what to do.
+    #[error(transparent)]
+    SignIn(#[from] SignInError),
+    /// Entra gave no refresh token to keep.
+    #[error("Entra returned no refresh token: the app registration must allow offline_access")]
+    NoRefreshToken,
+    /// Entra's answer did not say who signed in.
+    #[error("Entra's answer did not name the account (no ID token)")]
+    NoAccount,
+    /// The keyring did not take the refresh token (its reasons, never the token).
+    #[error("cannot keep the sign-in in the keyring: {0}")]
+    Keep(#[source] VaultError),
+    /// The index of sign-ins could not be written.
+    #[error("{0}")]
+    Index(String),
 }
 
 /// Options of `login`.
@@ -106,15 +154,13 @@ pub fn login(opts: LoginOpts) -> u8 {
     }
 }
 
-fn login_inner(opts: LoginOpts) -> Result<String, String> {
-    let config = Config::load(&|k| std::env::var(k).ok()).map_err(|e| e.to_string())?;
+fn login_inner(opts: LoginOpts) -> Result<String, LoginError> {
+    let config = Config::load(&|k| std::env::var(k).ok())?;
     let env = IdentityEnv::capture();
     let resolved = match &opts.registry {
         Some(r) => {
-            let host = RegistryHost::parse(r).map_err(|e| e.to_string())?;
-            config
-                .resolve(&host)
-                .ok_or_else(|| format!("{host} is not an Azure Container Registry"))?
+            let host = RegistryHost::parse(r)?;
+            config.resolve(&host).ok_or(LoginError::NotAcr { host })?
         }
         None => Resolved {
             cloud: config
@@ -125,8 +171,7 @@ fn login_inner(opts: LoginOpts) -> Result<String, String> {
         },
     };
     let label = opts.registry.clone().unwrap_or_else(|| "sign-in".into());
-    let (authority, scope) =
-        acr_token::plan::authority_and_scope(&resolved, &env, &label).map_err(|e| e.to_string())?;
+    let (authority, scope) = acr_token::plan::authority_and_scope(&resolved, &env, &label)?;
     let tenant = opts
         .tenant
         .clone()
@@ -136,29 +181,25 @@ fn login_inner(opts: LoginOpts) -> Result<String, String> {
         .client_id
         .clone()
         .unwrap_or_else(|| signin::AZURE_CLI_CLIENT_ID.to_string());
-    let store = store().ok_or("no config directory (HOME unset)")?;
-    let clients = acr_token::http::build(&env)?;
+    let store = store().ok_or(LoginError::NoConfigDir)?;
+    let clients = acr_token::http::build(&env).map_err(LoginError::Http)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the I/O runtime: {e}"))?;
+        .map_err(LoginError::Runtime)?;
     let tokens = rt.block_on(async {
         tokio::select! {
-            r = device_flow(&clients, &authority, &tenant, &client_id, &scope) => r,
-            _ = tokio::signal::ctrl_c() => Err("sign-in cancelled".to_string()),
+            r = device_flow(&clients, &authority, &tenant, &client_id, &scope) => r.map_err(LoginError::from),
+            _ = tokio::signal::ctrl_c() => Err(LoginError::Cancelled),
         }
     })?;
-    let refresh = tokens
-        .refresh_token
-        .ok_or("Entra returned no refresh token: the app registration must allow offline_access")?;
+    let refresh = tokens.refresh_token.ok_or(LoginError::NoRefreshToken)?;
     let tid = tokens.tenant.unwrap_or_else(|| tenant.clone());
     let tenant_alias = (!tenant.eq_ignore_ascii_case(&tid)
         && tenant != signin::DEFAULT_LOGIN_TENANT
         && tenant != "common")
         .then_some(tenant);
-    let account = tokens
-        .account
-        .ok_or("Entra's answer did not name the account (no ID token)")?;
+    let account = tokens.account.ok_or(LoginError::NoAccount)?;
     let now = acr_proto::time::now_unix();
     let entry = SignIn {
         tenant: tid.clone(),
@@ -173,10 +214,10 @@ fn login_inner(opts: LoginOpts) -> Result<String, String> {
     store
         .vault
         .put(&entry.vault_key(), &refresh)
-        .map_err(|e| format!("cannot keep the sign-in in the keyring: {e}"))?;
+        .map_err(LoginError::Keep)?;
     let mut index = signin::load_index(&store.index);
     signin::upsert(&mut index, entry);
-    signin::save_index(&store.index, &index)?;
+    signin::save_index(&store.index, &index).map_err(LoginError::Index)?;
     Ok(format!(
         "signed in as {account} (tenant {tid}); docker pulls from ACR now use this sign-in (`docker-credential-acr logout` forgets it)"
     ))
@@ -188,7 +229,7 @@ async fn device_flow(
     tenant: &str,
     client_id: &str,
     scope: &str,
-) -> Result<signin::UserTokens, String> {
+) -> Result<signin::UserTokens, SignInError> {
     let client = &clients.secure;
     let code = signin::start_device(
         client,
@@ -197,8 +238,7 @@ async fn device_flow(
         client_id,
         &signin::login_scope(scope),
     )
-    .await
-    .map_err(|e| e.to_string())?;
+    .await?;
     stderr_line(&format!(
         "To sign in, open {} in a browser and enter the code {} (valid {} minutes).",
         acr_proto::text::printable(&code.verification_uri, 64),
@@ -210,7 +250,7 @@ async fn device_flow(
     let mut unreachable = 0;
     loop {
         if tokio::time::Instant::now() + interval > deadline {
-            return Err(SignInError::Expired.to_string());
+            return Err(SignInError::Expired);
         }
         tokio::time::sleep(interval).await;
         match signin::poll_device(client, authority, tenant, client_id, &code).await {
@@ -229,10 +269,10 @@ async fn device_flow(
             ) => {
                 unreachable += 1;
                 if unreachable >= MAX_UNREACHABLE_POLLS {
-                    return Err(e.to_string());
+                    return Err(e);
                 }
             }
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e),
         }
     }
 }

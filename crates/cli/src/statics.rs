@@ -32,10 +32,42 @@ use acr_helper::logins::index_path;
 /// Hosts with a stored login and their usernames (the index is read where the client reads it).
 pub use acr_helper::logins::list;
 
+/// Why a login could not be kept; each says what to do. Never holds the secret.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginStoreError {
+    /// No place for the index of stored logins.
+    #[error("no config directory (HOME unset)")]
+    NoConfigDir,
+    /// The index file could not be updated.
+    #[error(transparent)]
+    Index(#[from] crate::config_write::ConfigWriteError),
+    /// The index could not be encoded.
+    #[error(transparent)]
+    Encode(#[from] serde_json::Error),
+    /// The host is not a registry name.
+    #[error(transparent)]
+    BadHost(#[from] acr_proto::host::HostError),
+    /// The agent refused the login; its message says why.
+    #[error("{message}")]
+    AgentRefused {
+        /// The agent's one-line message.
+        message: String,
+    },
+    /// Neither a keyring nor the agent could keep it.
+    #[error("cannot store the login for {host}: the keyring is unusable ({keyring}) and the agent did not take it; check `docker-credential-acr doctor`")]
+    Unkept {
+        /// The registry.
+        host: String,
+        /// Why each keyring was passed over.
+        #[source]
+        keyring: KeyringErrors,
+    },
+}
+
 /// Changes the index under its lock (concurrent `docker login`s keep each other's entries; see
 /// [`crate::config_write`]).
-fn edit_index(change: impl FnOnce(&mut BTreeMap<String, String>)) -> Result<(), String> {
-    let path = index_path().ok_or("no config directory (HOME unset)")?;
+fn edit_index(change: impl FnOnce(&mut BTreeMap<String, String>)) -> Result<(), LoginStoreError> {
+    let path = index_path().ok_or(LoginStoreError::NoConfigDir)?;
     crate::config_write::update(&path, 0o600, |old| {
         let mut index: BTreeMap<String, String> = old
             .and_then(|b| serde_json::from_slice(b).ok())
@@ -45,25 +77,23 @@ fn edit_index(change: impl FnOnce(&mut BTreeMap<String, String>)) -> Result<(), 
         if index == before {
             return Ok(None);
         }
-        serde_json::to_vec_pretty(&index)
-            .map(Some)
-            .map_err(|e| e.to_string())
+        Ok(Some(serde_json::to_vec_pretty(&index)?))
     })
     .map(|_| ())
 }
 
-use crate::keyrings::keyrings;
 pub use crate::keyrings::LoginStore;
+use crate::keyrings::{keyrings, KeyringError, KeyringErrors};
 
-fn keyring_get(host: &str) -> Result<(Secret, LoginStore), String> {
-    let mut errors = Vec::new();
+fn keyring_get(host: &str) -> Result<(Secret, LoginStore), KeyringErrors> {
+    let mut errors = KeyringErrors::default();
     for (store, open) in keyrings() {
-        match open(SERVICE, host).and_then(|e| e.get_password().map_err(|e| e.to_string())) {
+        match open(SERVICE, host).and_then(|e| e.get_password().map_err(KeyringError::from)) {
             Ok(secret) => return Ok((Secret::new(secret), store)),
-            Err(e) => errors.push(e),
+            Err(e) => errors.0.push(e),
         }
     }
-    Err(errors.join("; "))
+    Err(errors)
 }
 
 fn agent_get(host: &str) -> Option<Secret> {
@@ -157,12 +187,12 @@ pub fn describe_logins(logins: &[(String, String, Option<LoginStore>)]) -> Vec<S
 }
 
 /// Keeps a login for `host`: in the keyring, else in the agent's memory (started if needed).
-pub fn save(host: &str, username: &str, secret: &Secret) -> Result<LoginStore, String> {
-    let mut errors = Vec::new();
+pub fn save(host: &str, username: &str, secret: &Secret) -> Result<LoginStore, LoginStoreError> {
+    let mut errors = KeyringErrors::default();
     let mut kept = None;
     for (store, open) in keyrings() {
         match open(SERVICE, host)
-            .and_then(|e| e.set_password(secret.expose()).map_err(|e| e.to_string()))
+            .and_then(|e| e.set_password(secret.expose()).map_err(KeyringError::from))
         {
             Ok(()) => {
                 kept = Some(store);
@@ -170,19 +200,19 @@ pub fn save(host: &str, username: &str, secret: &Secret) -> Result<LoginStore, S
             }
             Err(e) => {
                 tracing::debug!(registry = host, ?store, "cannot keep the login there: {e}");
-                errors.push(e);
+                errors.0.push(e);
             }
         }
     }
     let kept = match kept {
         Some(store) => store,
         None => {
-            let keyring = errors.join("; ");
+            let keyring = errors;
             tracing::debug!(
                 registry = host,
                 "keyring unusable ({keyring}); keeping the login in the agent"
             );
-            let registry = RegistryHost::parse(host).map_err(|e| e.to_string())?;
+            let registry = RegistryHost::parse(host)?;
             let request = Request::StoreLogin {
                 registry,
                 username: username.to_string(),
@@ -190,11 +220,14 @@ pub fn save(host: &str, username: &str, secret: &Secret) -> Result<LoginStore, S
             };
             match crate::reach::call(request, agent_only(true), None, agent_deadline()) {
                 Ok(Response::Ok) => LoginStore::AgentMemory,
-                Ok(Response::Error { message, .. }) => return Err(message),
+                Ok(Response::Error { message, .. }) => {
+                    return Err(LoginStoreError::AgentRefused { message })
+                }
                 Ok(_) | Err(_) => {
-                    return Err(format!(
-                        "cannot store the login for {host}: the keyring is unusable ({keyring}) and the agent did not take it; check `docker-credential-acr doctor`"
-                    ))
+                    return Err(LoginStoreError::Unkept {
+                        host: host.to_string(),
+                        keyring,
+                    })
                 }
             }
         }

@@ -54,12 +54,30 @@ impl Options {
     }
 }
 
+/// Why a sink could not take the credentials; `sync` keeps the old ones there and retries.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// The file could not be replaced.
+    #[error("cannot write {}: {source}", file.display())]
+    File {
+        /// The file.
+        file: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The Kubernetes API refused or could not be reached; its message says what to do.
+    #[cfg(feature = "k8s")]
+    #[error("sync: {0}")]
+    Kubernetes(#[source] acr_kube_sync::Error),
+}
+
 /// A place `sync` keeps the credentials.
 pub trait Sink {
     /// Where, for messages.
     fn describe(&self) -> String;
     /// Replaces the credentials there with these.
-    fn write(&self, creds: &[Fresh]) -> Result<(), String>;
+    fn write(&self, creds: &[Fresh]) -> Result<(), SinkError>;
 }
 
 /// A Docker config JSON file, mode 0600, replaced atomically.
@@ -70,10 +88,14 @@ impl Sink for FileSink {
         self.0.display().to_string()
     }
 
-    fn write(&self, creds: &[Fresh]) -> Result<(), String> {
+    fn write(&self, creds: &[Fresh]) -> Result<(), SinkError> {
         let text = authfile::docker_config(creds).to_string() + "\n";
-        acr_token::files::replace_private(&self.0, text.as_bytes())
-            .map_err(|e| format!("cannot write {}: {e}", self.0.display()))
+        acr_token::files::replace_private(&self.0, text.as_bytes()).map_err(|source| {
+            SinkError::File {
+                file: self.0.clone(),
+                source,
+            }
+        })
     }
 }
 
@@ -88,7 +110,7 @@ impl Sink for SecretSink {
         self.0.describe()
     }
 
-    fn write(&self, creds: &[Fresh]) -> Result<(), String> {
+    fn write(&self, creds: &[Fresh]) -> Result<(), SinkError> {
         let config = authfile::docker_config(creds).to_string().into_bytes();
         let mut annotations = std::collections::BTreeMap::new();
         if let Some(exp) = authfile::earliest_expiry(creds) {
@@ -99,7 +121,7 @@ impl Sink for SecretSink {
         }
         self.0
             .write(config, annotations)
-            .map_err(|e| format!("sync: {e}"))
+            .map_err(SinkError::Kubernetes)
     }
 }
 
@@ -143,7 +165,7 @@ fn install_signal_handlers() {
 fn install_signal_handlers() {}
 
 /// Writes through the sink with signals deferred until the write is whole.
-fn guarded_write(sink: &dyn Sink, creds: &[Fresh]) -> Result<(), String> {
+fn guarded_write(sink: &dyn Sink, creds: &[Fresh]) -> Result<(), SinkError> {
     STATE.store(WRITING, Ordering::SeqCst);
     let result = sink.write(creds);
     if STATE.swap(IDLE, Ordering::SeqCst) == EXIT_AFTER_WRITE {
@@ -157,7 +179,7 @@ pub fn run(opts: Options) -> u8 {
     let config = match crate::warm::config_serving(&opts.registries) {
         Ok(c) => c,
         Err(e) => {
-            stderr_line(&e);
+            stderr_line(&e.to_string());
             return 1;
         }
     };
@@ -221,7 +243,7 @@ fn keep_fresh(sink: &dyn Sink, registries: &[String], min_ttl: u64, config: &Con
                             }
                         }
                         Err(e) => {
-                            stderr_line(&e);
+                            stderr_line(&e.to_string());
                             wait = retry_wait(&mut attempt);
                         }
                     }

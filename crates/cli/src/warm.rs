@@ -113,12 +113,23 @@ pub fn recognise(raw: &str, config: &Config) -> Result<RegistryHost, WarmError> 
 /// The config in force, once every named registry is recognised (no I/O beyond the config
 /// file): `export` and `sync` refuse the whole run, with no traffic, when one registry is foreign.
 /// `Err` is the one line for stderr.
-pub fn config_serving(registries: &[String]) -> Result<Config, String> {
-    let config = Config::load(&|k| std::env::var(k).ok()).map_err(|e| e.to_string())?;
+pub fn config_serving(registries: &[String]) -> Result<Config, ServingError> {
+    let config = Config::load(&|k| std::env::var(k).ok())?;
     for raw in registries {
-        recognise(raw, &config).map_err(|e| e.to_string())?;
+        recognise(raw, &config)?;
     }
     Ok(config)
+}
+
+/// Why `export`/`sync` refuse a run before any traffic: the config or a registry named.
+#[derive(Debug, Error)]
+pub enum ServingError {
+    /// The config file could not be loaded; its message names the file and the fix.
+    #[error(transparent)]
+    Config(#[from] acr_proto::config::ConfigError),
+    /// A registry is malformed or not one we serve.
+    #[error(transparent)]
+    Registry(#[from] WarmError),
 }
 
 /// Recognises `raw` without I/O (a host we do not serve is an error, with no traffic), then gets

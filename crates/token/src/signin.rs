@@ -96,15 +96,19 @@ pub fn vault_key(tenant: &str, account: &str) -> String {
     )
 }
 
+/// Why a vault call failed: the backing store's own typed error (never the secret), boxed so
+/// each backend (the CLI's keyrings, a test's map) keeps its error as the source.
+pub type VaultError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Where refresh tokens are kept: a narrow put/get/delete by key, so the backend (keyring) can be
 /// swapped without touching the engine. Calls may block; the engine makes them off the runtime.
 pub trait Vault: Send + Sync {
     /// The secret under `key`, `Ok(None)` when there is none.
-    fn get(&self, key: &str) -> Result<Option<Secret>, String>;
+    fn get(&self, key: &str) -> Result<Option<Secret>, VaultError>;
     /// Stores `secret` under `key`, replacing what was there.
-    fn put(&self, key: &str, secret: &Secret) -> Result<(), String>;
+    fn put(&self, key: &str, secret: &Secret) -> Result<(), VaultError>;
     /// Removes `key` (absent is fine).
-    fn delete(&self, key: &str) -> Result<(), String>;
+    fn delete(&self, key: &str) -> Result<(), VaultError>;
 }
 
 /// The index file in the user's config directory.

@@ -52,7 +52,7 @@ pub async fn token(
     let key = signin.vault_key();
     let vault = store.vault.clone();
     let k = key.clone();
-    let refresh = blocking(move || vault.get(&k))
+    let refresh = blocking(move || vault.get(&k).map_err(|e| e.to_string()))
         .await
         .map_err(|e| {
             fail(format!(
@@ -102,7 +102,7 @@ pub async fn token(
         updated.refreshed_at = now;
         updated.refused_at = None;
         let stored = blocking(move || {
-            vault.put(&key, &rotated)?;
+            vault.put(&key, &rotated).map_err(|e| e.to_string())?;
             let mut all = signin::load_index(&index);
             signin::upsert(&mut all, updated);
             signin::save_index(&index, &all)
