@@ -39,7 +39,7 @@ pub enum ConfigureError {
     /// A registry named on the command line is not a registry name.
     #[error("configure: {raw}: {source}")]
     BadHost {
-        /// The argument as given.
+        /// The argument as given, sanitised and capped for the one-line message.
         raw: String,
         /// Why it is not a registry.
         #[source]
@@ -96,7 +96,7 @@ fn hosts(registries: &[String]) -> Result<Vec<RegistryHost>, ConfigureError> {
     for r in registries {
         out.push(
             RegistryHost::parse(r).map_err(|source| ConfigureError::BadHost {
-                raw: r.clone(),
+                raw: acr_proto::text::printable(r, 200),
                 source,
             })?,
         );
