@@ -10,16 +10,18 @@ use serde_json::Value;
 const TOKEN_KEY: &str = "serviceAccountToken";
 
 fuzz_target!(|data: &[u8]| {
-    let Err(message) = parse_request(data) else {
+    let Err(error) = parse_request(data) else {
         return;
     };
+    let message = error.to_string();
+    let debug = format!("{error:?}");
     assert!(
         !message.contains(['\n', '\r']),
         "refusal is not one line: {message:?}"
     );
     if let Some(token) = token_to_watch(data) {
         assert!(
-            !message.contains(&token),
+            !message.contains(&token) && !debug.contains(&token),
             "refusal repeats the service-account token: {message:?}"
         );
     }
@@ -49,7 +51,7 @@ fn token_to_watch(data: &[u8]) -> Option<String> {
     map.insert(TOKEN_KEY.into(), Value::String("-".into()));
     let other = serde_json::to_vec(&map).ok()?;
     match parse_request(&other) {
-        Err(m) if m.contains(&token) => None,
+        Err(m) if m.to_string().contains(&token) || format!("{m:?}").contains(&token) => None,
         _ => Some(token),
     }
 }
