@@ -8,9 +8,8 @@ use crate::client::{self, ClientError};
 use crate::output::{stderr_line, stdout_line};
 use crate::reach::{self, GetError, Route};
 use acr_helper::stdin::InputError as StdinError;
-use acr_proto::config::{Config, ConfigError};
+use acr_helper::target::{recognise, Target, TargetError};
 use acr_proto::docker::{Credentials, NOT_FOUND, NULL_GUID};
-use acr_proto::host::{HostError, RegistryHost, MAX_SERVER_URL_LEN};
 use acr_proto::ipc::{Request, Response};
 use acr_token::{Clock, SystemClock};
 use std::time::{Duration, Instant};
@@ -22,48 +21,14 @@ enum InputError {
     /// Standard input could not be taken as the payload (the client's reader and its cap).
     #[error(transparent)]
     Stdin(#[from] StdinError),
-    /// No server URL at all.
+    /// No server URL, or an unusable config file (the client's rule, [`recognise`]).
     #[error(transparent)]
-    Host(HostError),
-    /// The config file is unusable.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
+    Target(#[from] TargetError),
 }
 
 /// Reads stdin up to the cap, as the client does.
 fn read_stdin() -> Result<String, InputError> {
     Ok(acr_helper::stdin::read()?)
-}
-
-/// The outcome of recognising a server URL.
-enum Target {
-    /// One of ours.
-    Ours {
-        host: RegistryHost,
-        config: Box<Config>,
-    },
-    /// Not ours, or not a URL: answer not-found.
-    NotOurs,
-}
-
-/// Parses the server URL and decides whether we serve it. Never does network I/O.
-fn recognise(input: &str) -> Result<Target, InputError> {
-    let host = match RegistryHost::parse(input) {
-        Ok(h) => h,
-        Err(HostError::Empty) => return Err(InputError::Host(HostError::Empty)),
-        Err(e) => {
-            tracing::debug!("not a registry we serve: {e}");
-            return Ok(Target::NotOurs);
-        }
-    };
-    let config = Config::load(&|k| std::env::var(k).ok())?;
-    if !config.recognises(&host) {
-        return Ok(Target::NotOurs);
-    }
-    Ok(Target::Ours {
-        host,
-        config: Box::new(config),
-    })
 }
 
 fn fail(message: impl std::fmt::Display) -> u8 {
@@ -79,9 +44,6 @@ pub fn get() -> u8 {
         Err(e) => return fail(e),
     };
     let server_url = input.trim();
-    if server_url.len() > MAX_SERVER_URL_LEN {
-        return fail(NOT_FOUND);
-    }
     let (host, config) = match recognise(server_url) {
         Ok(Target::Ours { host, config }) => (host, config),
         Ok(Target::NotOurs) => return fail(NOT_FOUND),

@@ -6,11 +6,10 @@
 //!   with at least [`MIN_INPROC_BUDGET`] of the budget left: the engine answers in-process within
 //!   what is left.
 
+use crate::target::{self, Target};
 use crate::{agent, engine, logins, output, stdin, HelperError};
-use acr_proto::config::Config;
 use acr_proto::docker::{Credentials, DOCKER_BUDGET};
 use acr_proto::env::IdentityEnv;
-use acr_proto::host::{HostError, RegistryHost, MAX_SERVER_URL_LEN};
 use acr_proto::ipc::{ErrorKind, Request, Response};
 use std::time::{Duration, Instant};
 
@@ -28,7 +27,11 @@ pub fn run() -> Result<(), HelperError> {
         Err(e) => return Err(HelperError::Protocol(e.to_string())),
     };
     let server_url = input.trim();
-    let (host, config) = recognise(server_url)?;
+    let (host, config) = match target::recognise(server_url) {
+        Ok(Target::Ours { host, config }) => (host, config),
+        Ok(Target::NotOurs) => return Err(HelperError::NotFound),
+        Err(e) => return Err(HelperError::Protocol(e.to_string())),
+    };
     if logins::listed(&host.to_string()) {
         return Err(engine::exec_get(server_url, None));
     }
@@ -81,23 +84,4 @@ pub fn run() -> Result<(), HelperError> {
             Err(engine::exec_get(server_url, Some(left)))
         }
     }
-}
-
-/// The host and the config in force, when the server URL is one we serve. Never does network
-/// I/O; the config is read once.
-fn recognise(server_url: &str) -> Result<(RegistryHost, Config), HelperError> {
-    if server_url.len() > MAX_SERVER_URL_LEN {
-        return Err(HelperError::NotFound);
-    }
-    let host = match RegistryHost::parse(server_url) {
-        Ok(h) => h,
-        Err(HostError::Empty) => return Err(HelperError::Protocol(HostError::Empty.to_string())),
-        Err(_) => return Err(HelperError::NotFound),
-    };
-    let config = Config::load(&|k| std::env::var(k).ok())
-        .map_err(|e| HelperError::Protocol(e.to_string()))?;
-    if !config.recognises(&host) {
-        return Err(HelperError::NotFound);
-    }
-    Ok((host, config))
 }

@@ -19,6 +19,7 @@ pub mod logins;
 pub mod output;
 pub mod spawn;
 pub mod stdin;
+pub mod target;
 
 pub use error::HelperError;
 
