@@ -128,6 +128,14 @@ async fn read_body(conn: &Stream) -> Result<ipc::FrameReader, ReadError> {
 /// Decides what a frame is. `stop` is recognised from its frozen shape before anything else, so
 /// an agent of any version can be stopped by a helper of any version.
 fn classify(body: &[u8]) -> Frame {
+    // The common case (a request of this version) is parsed once; only a frame that is not
+    // this version's request is probed for the fields every version shares.
+    let error = match ipc::decode::<Envelope>(body) {
+        Ok(env) if matches!(env.request, Request::Stop) => return Frame::Stop,
+        Ok(env) if env.v == PROTOCOL_VERSION => return Frame::Request(env.request),
+        Ok(env) => return Frame::OtherVersion(env.v),
+        Err(e) => e,
+    };
     #[derive(serde::Deserialize)]
     struct Probe {
         v: Option<u32>,
@@ -137,13 +145,11 @@ fn classify(body: &[u8]) -> Frame {
     if probe.as_ref().and_then(|p| p.op.as_deref()) == Some("stop") {
         return Frame::Stop;
     }
-    match ipc::decode::<Envelope>(body) {
-        Ok(env) if env.v == PROTOCOL_VERSION => Frame::Request(env.request),
-        Ok(env) => Frame::OtherVersion(env.v),
-        Err(e) => match probe.and_then(|p| p.v) {
-            Some(v) if v != PROTOCOL_VERSION => Frame::OtherVersion(v),
-            _ => Frame::Malformed(crate::failure::one_line(format!("malformed request: {e}"))),
-        },
+    match probe.and_then(|p| p.v) {
+        Some(v) if v != PROTOCOL_VERSION => Frame::OtherVersion(v),
+        _ => Frame::Malformed(crate::failure::one_line(format!(
+            "malformed request: {error}"
+        ))),
     }
 }
 
