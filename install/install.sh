@@ -88,7 +88,7 @@ if [ -z "$binary" ]; then
             break
         fi
     done
-    [ -n "$binary" ] || die "no binary found: build it first (cargo build --release) or pass --binary PATH"
+    [ -n "$binary" ] || die "no binary found: build it first (scripts/build) or pass --binary PATH"
 fi
 [ -f "$binary" ] && [ -x "$binary" ] || die "not an executable file: $binary"
 engine=$(dirname -- "$binary")/$engine_name

@@ -11,6 +11,7 @@ mod kubelet;
 mod logins;
 mod proxy;
 mod signin;
+mod static_client;
 mod thin;
 mod util;
 mod verbs;

@@ -147,3 +147,31 @@ fn the_client_links_no_engine_code() {
         assert!(has(&engine, name), "the engine should link {name}");
     }
 }
+
+#[test]
+fn a_caller_slower_than_the_agents_read_timeout_still_gets_the_agents_answer() {
+    // The client connects to the agent before it reads stdin. A caller that writes the URL only
+    // after the agent's read timeout (10 s, `acr_agent::READ_TIMEOUT`) finds that connection
+    // closed; the client asks again on a fresh one, so the answer is still the agent's cached
+    // token (persistence is off: an in-process answer would have exchanged again).
+    let s = Setup::new();
+    let first = token_of(&s.run_agent(&["get"], "myreg.azurecr.io"));
+    let mut child = s
+        .command(&["get"], &[], true)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(12));
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"myreg.azurecr.io").unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(token_of(&out), first, "{}", stderr(&out));
+    assert_eq!(stderr(&out), "");
+    assert_eq!(s.fake.count(acr_testkit::Endpoint::AcrExchange), 1);
+    s.stop_agent();
+}

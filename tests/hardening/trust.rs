@@ -246,6 +246,12 @@ fn a_listener_of_another_uid_in_our_own_directory_is_sent_nothing() {
     assert_eq!(conns, 1, "the helper connected once to check the peer");
     assert_eq!(bytes, 0, "the impostor received bytes");
     assert!(s.agent_pids().is_empty(), "no agent started over it");
+    // A host that is not ours: the client connected before it knew (and checked the peer), but
+    // it sends nothing, warns about nothing and answers not-found as always.
+    let out = s.run(&["get"], "docker.io", &[], true);
+    assert_eq!(stdout(&out).trim_end(), NOT_FOUND);
+    assert_eq!(stderr(&out), "", "a warning for a host that is not ours");
+    assert_eq!(imp.tally().1, 0, "the impostor received bytes");
 }
 
 #[test]

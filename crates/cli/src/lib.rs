@@ -41,6 +41,7 @@ pub const NO_AGENT_ENV: &str = acr_helper::NO_AGENT_ENV;
 /// Runs the command line and returns the exit status as a number (for a C-style `main`).
 pub fn run_code() -> u8 {
     logging::install_panic_hook();
+    export_home();
     if std::env::var_os(logging::LOG_ENV).is_some()
         && std::env::args_os().nth(1).as_deref() != Some(std::ffi::OsStr::new("agent"))
     {
@@ -58,6 +59,22 @@ pub fn run_code() -> u8 {
             output::stdout_line(&usage.to_string());
             1
         }
+    }
+}
+
+/// Without `HOME`, looks the home directory up in the user database and exports it, so every path
+/// (config, socket, state) and every process the engine starts (the agent, `az`) agree on it.
+///
+/// The engine is the one place that may: it is linked dynamically, so NSS (sssd, LDAP,
+/// systemd-homed) works as in any program, while the client is linked statically and reads only
+/// `HOME` (see [`acr_proto::paths::home_dir`]); a client without it hands its command here.
+/// Called first, while the process has no other thread.
+fn export_home() {
+    if acr_proto::paths::home_dir().is_some() {
+        return;
+    }
+    if let Some(home) = std::env::home_dir().filter(|h| h.is_absolute()) {
+        std::env::set_var("HOME", home);
     }
 }
 

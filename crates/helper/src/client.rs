@@ -29,19 +29,31 @@ pub enum ClientError {
     Failed(String),
 }
 
-/// Sends `request` and waits up to `timeout` for the answer, after checking that the socket is
-/// our own agent's.
+/// A connection to a socket proved to be our own agent's, on which nothing was sent yet.
+///
+/// Opening it is split from sending so the client can connect first thing, while it still reads
+/// its stdin and config: the agent, woken by the connection, is awake again by the time the
+/// request comes (on an idle machine that wake-up is a large share of a warm `get`).
 #[cfg(unix)]
-pub fn call(socket: &Path, request: Request, timeout: Duration) -> Result<Response, ClientError> {
+pub struct Connection {
+    stream: std::os::unix::net::UnixStream,
+}
+
+/// Connects to `socket` after checking that its directory is ours and private, then checks that
+/// the process listening runs as us (or root, for the node socket). An untrusted socket gives
+/// [`ClientError::Untrusted`] and no warning yet: [`warn_untrusted`] speaks when the caller
+/// decides to do without the agent.
+#[cfg(unix)]
+pub fn connect(socket: &Path) -> Result<Connection, ClientError> {
     use std::io::ErrorKind;
     use std::os::unix::net::UnixStream;
     let me = acr_proto::paths::current_euid();
     match acr_proto::paths::check_socket_dir(socket, me) {
         Ok(true) => {}
         Ok(false) => return Err(ClientError::NotRunning),
-        Err(reason) => return Err(untrusted(socket, reason.to_string())),
+        Err(reason) => return Err(ClientError::Untrusted(reason.to_string())),
     }
-    let mut stream = UnixStream::connect(socket).map_err(|e| match e.kind() {
+    let stream = UnixStream::connect(socket).map_err(|e| match e.kind() {
         ErrorKind::NotFound | ErrorKind::ConnectionRefused => ClientError::NotRunning,
         _ => ClientError::Failed(format!(
             "cannot connect to the agent at {}: {e}",
@@ -49,48 +61,59 @@ pub fn call(socket: &Path, request: Request, timeout: Duration) -> Result<Respon
         )),
     })?;
     match peer_uid(&stream) {
-        Ok(uid) if acr_proto::paths::trusted_peer(socket, uid, me) => {}
-        Ok(uid) => {
-            return Err(untrusted(
-                socket,
-                format!("the process listening there runs as uid {uid}, not as you (uid {me})"),
-            ))
-        }
-        Err(e) => {
-            return Err(untrusted(
-                socket,
-                format!("cannot tell who listens there: {e}"),
-            ))
-        }
-    }
-    let _ = stream.set_read_timeout(Some(timeout));
-    let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
-    write_frame(
-        &mut stream,
-        &Envelope {
-            v: PROTOCOL_VERSION,
-            request,
-        },
-    )
-    .map_err(|e| ClientError::Failed(e.to_string()))?;
-    match read_frame::<Response>(&mut stream) {
-        Ok(Response::VersionMismatch { .. }) => Err(ClientError::Mismatch),
-        Ok(r) => Ok(r),
-        Err(e) => Err(ClientError::Failed(e.to_string())),
+        Ok(uid) if acr_proto::paths::trusted_peer(socket, uid, me) => Ok(Connection { stream }),
+        Ok(uid) => Err(ClientError::Untrusted(format!(
+            "the process listening there runs as uid {uid}, not as you (uid {me})"
+        ))),
+        Err(e) => Err(ClientError::Untrusted(format!(
+            "cannot tell who listens there: {e}"
+        ))),
     }
 }
 
-/// Warns once per process (one line on stderr) and builds the error.
 #[cfg(unix)]
-fn untrusted(socket: &Path, reason: String) -> ClientError {
-    static WARNED: std::sync::Once = std::sync::Once::new();
-    WARNED.call_once(|| {
-        crate::output::stderr_line(&format!(
-            "warning: not using the agent socket {}: {reason}; answering without the agent",
-            socket.display()
-        ))
-    });
-    ClientError::Untrusted(reason)
+impl Connection {
+    /// Sends `request` and waits up to `timeout` for the answer.
+    pub fn send(mut self, request: Request, timeout: Duration) -> Result<Response, ClientError> {
+        let _ = self.stream.set_read_timeout(Some(timeout));
+        let _ = self.stream.set_write_timeout(Some(Duration::from_secs(5)));
+        write_frame(
+            &mut self.stream,
+            &Envelope {
+                v: PROTOCOL_VERSION,
+                request,
+            },
+        )
+        .map_err(|e| ClientError::Failed(e.to_string()))?;
+        match read_frame::<Response>(&mut self.stream) {
+            Ok(Response::VersionMismatch { .. }) => Err(ClientError::Mismatch),
+            Ok(r) => Ok(r),
+            Err(e) => Err(ClientError::Failed(e.to_string())),
+        }
+    }
+}
+
+/// Sends `request` and waits up to `timeout` for the answer, after checking that the socket is
+/// our own agent's ([`connect`]); an untrusted socket is warned about here.
+pub fn call(socket: &Path, request: Request, timeout: Duration) -> Result<Response, ClientError> {
+    connect(socket)
+        .map_err(|e| warn_untrusted(socket, e))?
+        .send(request, timeout)
+}
+
+/// Warns, once per process (one line on stderr), when `e` says the socket is not provably our
+/// agent's; returns `e`.
+pub fn warn_untrusted(socket: &Path, e: ClientError) -> ClientError {
+    if let ClientError::Untrusted(reason) = &e {
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        WARNED.call_once(|| {
+            crate::output::stderr_line(&format!(
+                "warning: not using the agent socket {}: {reason}; answering without the agent",
+                socket.display()
+            ))
+        });
+    }
+    e
 }
 
 /// The effective uid of the process at the other end of a connected socket.
@@ -133,12 +156,20 @@ fn peer_uid(stream: &std::os::unix::net::UnixStream) -> std::io::Result<u32> {
 
 /// Non-Unix platforms reach the agent over a named pipe (not built yet): always fall back.
 #[cfg(not(unix))]
-pub fn call(
-    _socket: &Path,
-    _request: Request,
-    _timeout: Duration,
-) -> Result<Response, ClientError> {
+pub struct Connection;
+
+/// Non-Unix platforms: never connected (see [`Connection`]).
+#[cfg(not(unix))]
+pub fn connect(_socket: &Path) -> Result<Connection, ClientError> {
     Err(ClientError::NotRunning)
+}
+
+#[cfg(not(unix))]
+impl Connection {
+    /// Never called: [`connect`] gives no connection here.
+    pub fn send(self, _request: Request, _timeout: Duration) -> Result<Response, ClientError> {
+        Err(ClientError::NotRunning)
+    }
 }
 
 /// Asks whatever agent listens to stop (any protocol version honours this) and waits up to

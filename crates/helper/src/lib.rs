@@ -6,9 +6,14 @@
 //! `exec`, same arguments, same process. So the hot path links only the wire crate (`acr-proto`)
 //! and small crates, and starts in about the time a C program does.
 //!
-//! The path of one warm `get`: [`get::run`] reads the server URL, recognises the host and loads
-//! the config (no I/O beyond the config file), asks the agent over its socket ([`agent::call`],
-//! after [`client`] proved the socket is our own agent's), prints one JSON line.
+//! The path of one warm `get`: [`get::run`] connects to the agent's socket first
+//! ([`agent::Session::open`], after [`client`] proved it is our own agent's, sending nothing),
+//! then reads the server URL, recognises the host and loads the config (no I/O beyond the config
+//! file) while the agent wakes up, sends the request on that connection, prints one JSON line.
+//!
+//! The binary is linked statically on Linux (`scripts/build`), so nothing here may reach NSS:
+//! paths come from `HOME` and the XDG variables alone, and a caller without `HOME` is handed to
+//! the engine.
 
 pub mod agent;
 pub mod client;

@@ -4,7 +4,7 @@
 //! that a change to the wire is one change in one place: the IPC frames and their protocol
 //! version, the Docker credential JSON, the [`Secret`] type that cannot print, registry host
 //! recognition, the config file schema and the filesystem paths of the socket and config.
-//! The crate is deliberately light (serde, toml, directories) because the helper's hot path links it.
+//! The crate is deliberately light (serde, toml; base directories from the environment alone) because the helper's hot path links it.
 
 pub mod config;
 pub mod docker;

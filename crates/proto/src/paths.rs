@@ -11,9 +11,54 @@ pub const SOCKET_NAME: &str = "agent.sock";
 /// Runtime directory of the node-wide agent (systemd `RuntimeDirectory=docker-credential-acr`).
 pub const SYSTEM_RUNTIME_DIR: &str = "/run/docker-credential-acr";
 
+/// The user's home directory: `$HOME`, when set to an absolute path.
+///
+/// Only the environment, never the user database: the client is linked statically and must not
+/// reach NSS (`getpwuid` would need glibc's shared NSS modules at run time), so the engine, which
+/// is linked dynamically, looks the home directory up once at its start when `HOME` is unset and
+/// exports it (see `acr_cli::run_code`). A client without `HOME` hands its command to the engine.
+pub fn home_dir() -> Option<PathBuf> {
+    absolute(&process_env, "HOME")
+}
+
+/// Reads one variable of this process's environment.
+fn process_env(name: &str) -> Option<std::ffi::OsString> {
+    std::env::var_os(name)
+}
+
+/// A variable holding an absolute path (relative values are ignored, as the XDG base directory
+/// specification says).
+fn absolute(env: &dyn Fn(&str) -> Option<std::ffi::OsString>, name: &str) -> Option<PathBuf> {
+    env(name).map(PathBuf::from).filter(|p| p.is_absolute())
+}
+
+/// One XDG base directory for this application: `$VAR/docker-credential-acr`, else
+/// `$HOME/FALLBACK/docker-credential-acr`. `None` without a home directory, even when `$VAR` is
+/// set, so that a process without a home never gets half of its places.
+#[cfg(target_os = "linux")]
+fn xdg_dir(
+    env: &dyn Fn(&str) -> Option<std::ffi::OsString>,
+    var: &str,
+    fallback: &str,
+) -> Option<PathBuf> {
+    let home = absolute(env, "HOME")?;
+    Some(
+        absolute(env, var)
+            .unwrap_or_else(|| home.join(fallback))
+            .join(APP),
+    )
+}
+
 /// The user's config directory (`~/.config/docker-credential-acr` on Linux).
 pub fn user_config_dir() -> Option<PathBuf> {
-    directories::ProjectDirs::from("", "", APP).map(|d| d.config_dir().to_path_buf())
+    #[cfg(target_os = "linux")]
+    {
+        xdg_dir(&process_env, "XDG_CONFIG_HOME", ".config")
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        directories::ProjectDirs::from("", "", APP).map(|d| d.config_dir().to_path_buf())
+    }
 }
 
 /// The per-user directory holding the socket: `$XDG_RUNTIME_DIR/docker-credential-acr`, or,
@@ -25,11 +70,16 @@ pub fn user_config_dir() -> Option<PathBuf> {
 /// write; it is preferred over the cache directory because cache cleaners may empty that while
 /// an agent runs (removing its socket). `None` without any home directory: no agent then.
 pub fn user_runtime_dir() -> Option<PathBuf> {
-    let dirs = directories::ProjectDirs::from("", "", APP)?;
-    if let Some(d) = dirs.runtime_dir() {
-        return Some(d.to_path_buf());
-    }
-    user_state_dir().map(|d| d.join("run"))
+    #[cfg(target_os = "linux")]
+    let runtime = {
+        home_dir()?;
+        absolute(&process_env, "XDG_RUNTIME_DIR").map(|d| d.join(APP))
+    };
+    #[cfg(not(target_os = "linux"))]
+    let runtime = directories::ProjectDirs::from("", "", APP)?
+        .runtime_dir()
+        .map(Path::to_path_buf);
+    runtime.or_else(|| user_state_dir().map(|d| d.join("run")))
 }
 
 /// The user's private state directory for the agent: `$XDG_STATE_HOME/docker-credential-acr`
@@ -37,12 +87,19 @@ pub fn user_runtime_dir() -> Option<PathBuf> {
 /// state directory (macOS). It holds the agent instance's identity, which namespaces what the
 /// agent persists: a world with another home starts cold.
 pub fn user_state_dir() -> Option<PathBuf> {
-    let dirs = directories::ProjectDirs::from("", "", APP)?;
-    Some(
-        dirs.state_dir()
-            .unwrap_or_else(|| dirs.cache_dir())
-            .to_path_buf(),
-    )
+    #[cfg(target_os = "linux")]
+    {
+        xdg_dir(&process_env, "XDG_STATE_HOME", ".local/state")
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let dirs = directories::ProjectDirs::from("", "", APP)?;
+        Some(
+            dirs.state_dir()
+                .unwrap_or_else(|| dirs.cache_dir())
+                .to_path_buf(),
+        )
+    }
 }
 
 /// The node agent's socket.
@@ -193,6 +250,41 @@ mod tests {
         std::os::unix::fs::symlink(&dir, &link).unwrap();
         let e = check_socket_dir(&link.join(SOCKET_NAME), me).unwrap_err();
         assert!(e.0.contains("not a directory"), "{e}");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn base_directories_follow_xdg_and_need_an_absolute_home() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                vars.iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| std::ffi::OsString::from(v))
+            }
+        };
+        let home_only = env(&[("HOME", "/home/u")]);
+        assert_eq!(
+            xdg_dir(&home_only, "XDG_CONFIG_HOME", ".config"),
+            Some(PathBuf::from("/home/u/.config/docker-credential-acr"))
+        );
+        let set = env(&[("HOME", "/home/u"), ("XDG_STATE_HOME", "/s")]);
+        assert_eq!(
+            xdg_dir(&set, "XDG_STATE_HOME", ".local/state"),
+            Some(PathBuf::from("/s/docker-credential-acr"))
+        );
+        let relative = env(&[("HOME", "/home/u"), ("XDG_CONFIG_HOME", "rel")]);
+        assert_eq!(
+            xdg_dir(&relative, "XDG_CONFIG_HOME", ".config"),
+            Some(PathBuf::from("/home/u/.config/docker-credential-acr")),
+            "a relative XDG value is ignored"
+        );
+        for homeless in [
+            env(&[("XDG_CONFIG_HOME", "/c")]),
+            env(&[("HOME", "")]),
+            env(&[("HOME", "h")]),
+        ] {
+            assert_eq!(xdg_dir(&homeless, "XDG_CONFIG_HOME", ".config"), None);
+        }
     }
 
     #[test]
