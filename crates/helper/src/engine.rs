@@ -22,12 +22,7 @@ fn is_protocol(verb: Option<&str>) -> bool {
 
 /// Replaces this process with the engine run with `cmd`'s arguments; returns only on failure.
 fn exec(mut cmd: Command, engine: PathBuf, protocol: bool) -> HelperError {
-    if !engine.is_file() {
-        return HelperError::EngineMissing {
-            path: engine,
-            protocol,
-        };
-    }
+    // No existence check first: exec reports a missing file itself (NotFound).
     let source = cmd.exec();
     match source.kind() {
         std::io::ErrorKind::NotFound => HelperError::EngineMissing {
@@ -102,9 +97,4 @@ fn located_nowhere(e: std::io::Error, protocol: bool) -> HelperError {
         ),
         protocol,
     }
-}
-
-/// The milliseconds left before `deadline`, for [`exec_get`].
-pub fn left(deadline: std::time::Instant) -> Duration {
-    deadline.saturating_duration_since(std::time::Instant::now())
 }

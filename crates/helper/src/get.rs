@@ -50,7 +50,10 @@ pub fn run() -> Result<(), HelperError> {
     }
     let Some(session) = session else {
         // The agent is turned off.
-        return Err(engine::exec_get(server_url, Some(engine::left(deadline))));
+        return Err(engine::exec_get(
+            server_url,
+            Some(agent::time_left(deadline)),
+        ));
     };
     let request = || Request::Get {
         registry: host.clone(),
@@ -86,9 +89,12 @@ pub fn run() -> Result<(), HelperError> {
         }) => Err(HelperError::NotFound),
         Ok(Response::Error { kind, message, .. }) => Err(HelperError::Agent { kind, message }),
         // An answer that is no answer to `get`: compute it in-process.
-        Ok(_) => Err(engine::exec_get(server_url, Some(engine::left(deadline)))),
+        Ok(_) => Err(engine::exec_get(
+            server_url,
+            Some(agent::time_left(deadline)),
+        )),
         Err(e) => {
-            let left = engine::left(deadline);
+            let left = agent::time_left(deadline);
             if left < MIN_INPROC_BUDGET {
                 return Err(HelperError::AgentTimedOut {
                     host: host.to_string(),
