@@ -29,11 +29,11 @@ impl AgentError {
     }
 }
 
-/// The agent's socket with, when one of ours listens there, a connection opened ahead of the
-/// request ([`client::connect`]): see [`Session::open`].
+/// The agent's socket and the outcome of connecting to it ahead of the request
+/// ([`client::connect`]): see [`Session::open`].
 pub struct Session {
     socket: PathBuf,
-    early: Option<Result<client::Connection, ClientError>>,
+    early: Result<client::Connection, ClientError>,
 }
 
 impl Session {
@@ -43,7 +43,7 @@ impl Session {
     /// `None`: no home directory, so no socket.
     pub fn open() -> Option<Session> {
         let socket = acr_proto::paths::socket_path()?;
-        let early = Some(client::connect(&socket));
+        let early = client::connect(&socket);
         Some(Session { socket, early })
     }
 
@@ -51,14 +51,14 @@ impl Session {
     /// An agent speaking another protocol version is stopped and replaced; when `start`, one is
     /// started if none runs (else [`ClientError::NotRunning`]). Every wait ends by `deadline`.
     pub fn call(
-        mut self,
+        self,
         request: impl Fn() -> Request,
         start: bool,
         deadline: Instant,
     ) -> Result<Response, AgentError> {
         let socket = self.socket.as_path();
-        let first = match self.early.take() {
-            Some(Ok(conn)) => match conn.send(request(), time_left(deadline)) {
+        let first = match self.early {
+            Ok(conn) => match conn.send(request(), time_left(deadline)) {
                 // The agent drops a connection that stays silent past its read timeout (a
                 // person typing the URL): a fresh one, once; a `get` is safe to repeat.
                 Err(ClientError::Failed(_)) if Instant::now() < deadline => {
@@ -66,12 +66,12 @@ impl Session {
                 }
                 other => other,
             },
-            // Not running when we looked: the agent may have come up since (another caller
-            // started it), so look again before starting one.
-            Some(Err(ClientError::NotRunning)) | None => {
+            // Not running (or not reachable) when we looked: the agent may have come up since
+            // (another caller started it), so look again before starting one.
+            Err(ClientError::NotRunning | ClientError::Failed(_)) => {
                 client::call(socket, request(), time_left(deadline))
             }
-            Some(Err(e)) => Err(client::warn_untrusted(socket, e)),
+            Err(e) => Err(client::warn_untrusted(socket, e)),
         };
         match first {
             Ok(r) => return Ok(r),
