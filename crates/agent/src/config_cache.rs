@@ -6,7 +6,7 @@
 //! refuses anything but a small regular file, so a FIFO or a hung network mount named as a
 //! config fails that one caller and blocks nobody else.
 
-use acr_proto::config::{Config, ConfigError};
+use acr_proto::config::{Config, ConfigError, MAX_CONFIG_BYTES};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -14,9 +14,6 @@ use std::time::SystemTime;
 
 /// How many distinct config files are remembered before the cache starts over.
 const MAX_FILES: usize = 64;
-
-/// Largest config file read.
-const MAX_CONFIG_BYTES: usize = 1024 * 1024;
 
 /// A parsed file with the modification time and length it was parsed at.
 type Parsed = (Option<SystemTime>, u64, Arc<Config>);
@@ -52,11 +49,7 @@ impl ConfigCache {
         let bytes = acr_token::files::read_capped(path.clone(), MAX_CONFIG_BYTES)
             .await
             .map_err(|e| unreadable(e.to_string()))?;
-        let text = String::from_utf8(bytes).map_err(|_| unreadable("not UTF-8".into()))?;
-        let mut config = Config::parse(&text)
-            .map_err(|e| ConfigError(format!("config file {}: {e}", path.display())))?;
-        config.source = Some(path.clone());
-        let config = Arc::new(config);
+        let config = Arc::new(Config::from_file_bytes(&path, bytes)?);
         if let Some((mtime, len)) = stamp {
             let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
             if files.len() >= MAX_FILES {

@@ -16,6 +16,9 @@ pub const CONFIG_ENV: &str = "DOCKER_CREDENTIAL_ACR_CONFIG";
 /// System-wide config used when the user has none (Kubernetes nodes, system agent).
 pub const SYSTEM_CONFIG: &str = "/etc/docker-credential-acr/config.toml";
 
+/// Largest config file read, by the client and the agent alike.
+pub const MAX_CONFIG_BYTES: usize = 1024 * 1024;
+
 /// A config file that could not be used, with where and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError(pub String);
@@ -205,17 +208,23 @@ impl Config {
         system.is_file().then_some(system)
     }
 
-    /// Reads and validates one file.
+    /// Reads and validates one file (a regular file of at most [`MAX_CONFIG_BYTES`]: a FIFO or
+    /// device would block the reader forever).
     pub fn read(path: &Path) -> Result<Config, ConfigError> {
-        // A FIFO or device would block the reader forever.
-        if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
-            return Err(ConfigError(format!(
-                "cannot read config file {}: not a regular file",
-                path.display()
-            )));
-        }
-        let text = std::fs::read_to_string(path)
+        let bytes = crate::small_file::read_capped(path, MAX_CONFIG_BYTES)
             .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", path.display())))?;
+        Self::from_file_bytes(path, bytes)
+    }
+
+    /// Parses and validates the bytes read from `path` (named in errors and kept as
+    /// [`Config::source`]).
+    pub fn from_file_bytes(path: &Path, bytes: Vec<u8>) -> Result<Config, ConfigError> {
+        let text = String::from_utf8(bytes).map_err(|_| {
+            ConfigError(format!(
+                "cannot read config file {}: not UTF-8",
+                path.display()
+            ))
+        })?;
         let mut config = Self::parse(&text)
             .map_err(|e| ConfigError(format!("config file {}: {e}", path.display())))?;
         config.source = Some(path.to_path_buf());

@@ -14,6 +14,7 @@ pub mod ipc;
 pub mod paths;
 pub mod private_file;
 pub mod secret;
+pub mod small_file;
 pub mod text;
 pub mod time;
 

@@ -4,61 +4,15 @@
 //! this program replaces a file it writes (sign-in index, docker/containers configs, `sync`'s
 //! auth file): atomically, through tempfile's `persist`.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// How long one file read may take (a hung network file system must not hold a caller).
 pub const READ_DEADLINE: Duration = Duration::from_secs(5);
 
-/// Reads a regular file of at most `cap` bytes, blocking the calling thread (for sync code and
-/// for the blocking pool). A FIFO is opened non-blocking and then refused.
-pub fn read_capped_blocking(path: &Path, cap: usize) -> std::io::Result<Vec<u8>> {
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.custom_flags(libc_nonblock());
-    }
-    let file = options.open(path)?;
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "not a regular file",
-        ));
-    }
-    if meta.len() > cap as u64 {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("larger than {} KiB", cap / 1024),
-        ));
-    }
-    let mut out = Vec::with_capacity(meta.len() as usize);
-    file.take(cap as u64 + 1).read_to_end(&mut out)?;
-    if out.len() > cap {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("larger than {} KiB", cap / 1024),
-        ));
-    }
-    Ok(out)
-}
-
-#[cfg(unix)]
-fn libc_nonblock() -> i32 {
-    // O_NONBLOCK: 0o4000 on Linux; 0x4 on macOS and the BSDs.
-    if cfg!(target_os = "linux") {
-        0o4000
-    } else {
-        0x4
-    }
-}
-
-/// [`read_capped_blocking`] on the blocking pool, given up after [`READ_DEADLINE`].
+/// [`acr_proto::small_file::read_capped`] on the blocking pool, given up after [`READ_DEADLINE`].
 pub async fn read_capped(path: PathBuf, cap: usize) -> std::io::Result<Vec<u8>> {
-    let task = tokio::task::spawn_blocking(move || read_capped_blocking(&path, cap));
+    let task = tokio::task::spawn_blocking(move || acr_proto::small_file::read_capped(&path, cap));
     match tokio::time::timeout(READ_DEADLINE, task).await {
         Ok(Ok(r)) => r,
         Ok(Err(_)) => Err(std::io::Error::other("file read task failed")),

@@ -78,7 +78,7 @@ fn explicit_roots(env: &IdentityEnv) -> Result<Option<Vec<reqwest::Certificate>>
     }
     let mut certs = Vec::new();
     if let Some(f) = file {
-        if let Ok(bytes) = crate::files::read_capped_blocking(std::path::Path::new(f), MAX_CA_BYTES)
+        if let Ok(bytes) = acr_proto::small_file::read_capped(std::path::Path::new(f), MAX_CA_BYTES)
         {
             certs.extend(reqwest::Certificate::from_pem_bundle(&bytes).unwrap_or_default());
         }
@@ -88,7 +88,7 @@ fn explicit_roots(env: &IdentityEnv) -> Result<Option<Vec<reqwest::Certificate>>
             continue;
         };
         for entry in entries.flatten() {
-            if let Ok(bytes) = crate::files::read_capped_blocking(&entry.path(), MAX_CA_BYTES) {
+            if let Ok(bytes) = acr_proto::small_file::read_capped(&entry.path(), MAX_CA_BYTES) {
                 certs.extend(reqwest::Certificate::from_pem_bundle(&bytes).unwrap_or_default());
             }
         }

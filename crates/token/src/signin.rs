@@ -118,7 +118,7 @@ pub fn index_path() -> Option<PathBuf> {
 
 /// Everyone signed in, oldest first; an unreadable or missing file is nobody.
 pub fn load_index(path: &Path) -> Vec<SignIn> {
-    crate::files::read_capped_blocking(path, 256 * 1024)
+    acr_proto::small_file::read_capped(path, 256 * 1024)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default()
