@@ -9,7 +9,7 @@ use acr_proto::config::Config;
 use acr_proto::ipc::{Request, Response};
 use acr_proto::time::human;
 use acr_token::policy::Policy;
-use acr_token::{Engine, SystemClock};
+use acr_token::SystemClock;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -72,10 +72,7 @@ pub fn run(opts: AgentRunOpts) -> u8 {
         }
     };
     let clock = Arc::new(SystemClock);
-    let engine = Arc::new(crate::inproc::with_signins(Engine::new(
-        clock.clone(),
-        acr_token::Machine::probe(),
-    )));
+    let engine = Arc::new(crate::inproc::engine(clock.clone()));
     let result = rt.block_on(acr_agent::serve(
         options,
         engine,
@@ -273,16 +270,13 @@ pub fn forget_persisted(
     socket: &std::path::Path,
     registry: Option<&str>,
 ) -> Result<usize, RuntimeError> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(RuntimeError)?;
     let state_dir = state_dir_for(socket);
-    Ok(rt.block_on(acr_agent::forget_persisted(
+    crate::inproc::block_on(acr_agent::forget_persisted(
         socket,
         state_dir.as_deref(),
         registry,
-    )))
+    ))
+    .map_err(RuntimeError)
 }
 
 /// Nothing is persisted where the agent is not built.

@@ -8,28 +8,11 @@ use crate::client::{self, ClientError};
 use crate::output::{stderr_line, stdout_line};
 use crate::reach::{self, GetError, Route};
 use acr_helper::stdin::InputError as StdinError;
-use acr_helper::target::{recognise, Target, TargetError};
+use acr_helper::target::{recognise, Target};
 use acr_proto::docker::{Credentials, NOT_FOUND, NULL_GUID};
 use acr_proto::ipc::{Request, Response};
 use acr_token::{Clock, SystemClock};
 use std::time::{Duration, Instant};
-use thiserror::Error;
-
-/// Why a Docker verb could not use its input. Each message is the one protocol line printed.
-#[derive(Debug, Error)]
-enum InputError {
-    /// Standard input could not be taken as the payload (the client's reader and its cap).
-    #[error(transparent)]
-    Stdin(#[from] StdinError),
-    /// No server URL, or an unusable config file (the client's rule, [`recognise`]).
-    #[error(transparent)]
-    Target(#[from] TargetError),
-}
-
-/// Reads stdin up to the cap, as the client does.
-fn read_stdin() -> Result<String, InputError> {
-    Ok(acr_helper::stdin::read()?)
-}
 
 fn fail(message: impl std::fmt::Display) -> u8 {
     stdout_line(&message.to_string());
@@ -38,9 +21,9 @@ fn fail(message: impl std::fmt::Display) -> u8 {
 
 /// `get`: stdin = server URL; stdout = `{"ServerURL","Username","Secret"}`.
 pub fn get() -> u8 {
-    let input = match read_stdin() {
+    let input = match acr_helper::stdin::read() {
         Ok(s) => s,
-        Err(InputError::Stdin(StdinError::TooLarge)) => return fail(NOT_FOUND),
+        Err(StdinError::TooLarge) => return fail(NOT_FOUND),
         Err(e) => return fail(e),
     };
     let server_url = input.trim();
@@ -104,7 +87,7 @@ fn handed_over_budget() -> Option<Duration> {
 /// null-GUID/`<token>` credentials are ours to mint, so they are accepted and not kept. Other
 /// hosts are refused with a hint.
 pub fn store() -> u8 {
-    let input = match read_stdin() {
+    let input = match acr_helper::stdin::read() {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
@@ -147,7 +130,7 @@ pub fn store() -> u8 {
 
 /// `erase`: forgets cached tokens for the registry (after `docker logout`).
 pub fn erase() -> u8 {
-    let input = match read_stdin() {
+    let input = match acr_helper::stdin::read() {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
@@ -179,7 +162,7 @@ pub fn erase() -> u8 {
 /// `list`: the registries the running agent holds tokens for (none when no agent runs; `list`
 /// never starts one).
 pub fn list() -> u8 {
-    let _ = read_stdin();
+    let _ = acr_helper::stdin::read();
     let mut map = serde_json::Map::new();
     for (host, username) in crate::statics::list() {
         map.insert(host, serde_json::Value::String(username));

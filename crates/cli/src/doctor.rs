@@ -17,7 +17,7 @@ mod net;
 mod render;
 
 use acr_proto::host::RegistryHost;
-use acr_token::{Engine, SystemClock};
+use acr_token::SystemClock;
 use checks::{agent, config, exposure, files, identity, registry};
 use render::Report;
 use std::sync::Arc;
@@ -66,10 +66,7 @@ pub fn run(opts: Options) -> u8 {
     for line in crate::signin::describe_all() {
         r.ok("sign-in", &line);
     }
-    let engine = crate::inproc::with_signins(Engine::new(
-        Arc::new(SystemClock),
-        acr_token::Machine::probe(),
-    ));
+    let engine = crate::inproc::engine(Arc::new(SystemClock));
     let env = acr_proto::env::IdentityEnv::capture();
     let host = match target {
         None => {

@@ -7,22 +7,23 @@ use acr_proto::config::Config;
 use acr_token::{Engine, SystemClock};
 use std::sync::{Arc, OnceLock};
 
-/// The process's service, built on first use with the policy of the caller's config.
-pub fn service(config: &Config) -> &'static Service {
+/// The process's service, built on first use with the policy of the caller's config
+/// (`config` is called then only: later calls reuse the service and read nothing).
+pub fn service(config: impl FnOnce() -> Config) -> &'static Service {
     static SERVICE: OnceLock<Service> = OnceLock::new();
     SERVICE.get_or_init(|| {
         let clock = Arc::new(SystemClock);
-        let engine = Arc::new(with_signins(Engine::new(
-            clock.clone(),
-            acr_token::Machine::probe(),
-        )));
-        let policy = acr_token::policy::Policy::from_settings(&config.agent);
+        let engine = Arc::new(engine(clock.clone()));
+        let policy = acr_token::policy::Policy::from_settings(&config().agent);
         Service::in_process(policy, engine, clock)
     })
 }
 
-/// The engine serving people signed in with `login` too (when there is a config directory).
-pub fn with_signins(engine: Engine) -> Engine {
+/// The engine of this process (in-process answers, the agent, `doctor --acquire`): the
+/// machine probed once, serving people signed in with `login` too (when there is a config
+/// directory).
+pub fn engine(clock: Arc<SystemClock>) -> Engine {
+    let engine = Engine::new(clock, acr_token::Machine::probe());
     match crate::signin::store() {
         Some(store) => engine.with_signins(store),
         None => engine,

@@ -228,13 +228,11 @@ fn respond_with(
         })
         .collect();
     Ok(ProviderResponse {
-        api_version: req.api_version.clone(),
-        kind: "CredentialProviderResponse",
-        cache_key_type: "Registry",
         cache_duration: Some(go_duration(cache_duration(
             answer.expires_at.saturating_sub(now),
         ))),
         auth,
+        ..empty(req)
     })
 }
 

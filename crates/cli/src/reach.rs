@@ -136,13 +136,12 @@ pub fn call(
 
 /// The same service in this process.
 fn in_process(request: Request, pod: Option<PodIdentity>) -> Result<Response, ReachError> {
-    let config = match &request {
+    let service = crate::inproc::service(|| match &request {
         Request::Get {
             config: Some(path), ..
         } => Config::read(path).unwrap_or_default(),
         _ => Config::default(),
-    };
-    let service = crate::inproc::service(&config);
+    });
     Ok(crate::inproc::block_on(service.call_as(request, pod))?)
 }
 
@@ -226,7 +225,12 @@ pub fn credential(
             expires_at,
             warning,
         }),
-        Response::NotFound => Err(GetError::NotOurs {
+        // Not found, in either form the wire has for it (as the client's `get` reads them).
+        Response::NotFound
+        | Response::Error {
+            kind: ErrorKind::NotOurs,
+            ..
+        } => Err(GetError::NotOurs {
             registry: host.to_string(),
         }),
         Response::Error { kind, message, .. } => Err(GetError::Failed { kind, message }),

@@ -183,16 +183,13 @@ fn login_inner(opts: LoginOpts) -> Result<String, LoginError> {
         .unwrap_or_else(|| signin::AZURE_CLI_CLIENT_ID.to_string());
     let store = store().ok_or(LoginError::NoConfigDir)?;
     let clients = acr_token::http::build(&env).map_err(LoginError::Http)?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(LoginError::Runtime)?;
-    let tokens = rt.block_on(async {
+    let tokens = crate::inproc::block_on(async {
         tokio::select! {
             r = device_flow(&clients, &authority, &tenant, &client_id, &scope) => r.map_err(LoginError::from),
             _ = tokio::signal::ctrl_c() => Err(LoginError::Cancelled),
         }
-    })?;
+    })
+    .map_err(LoginError::Runtime)??;
     let refresh = tokens.refresh_token.ok_or(LoginError::NoRefreshToken)?;
     let tid = tokens.tenant.unwrap_or_else(|| tenant.clone());
     let tenant_alias = (!tenant.eq_ignore_ascii_case(&tid)
