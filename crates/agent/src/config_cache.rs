@@ -32,18 +32,22 @@ impl ConfigCache {
         };
         let unreadable =
             |e: String| ConfigError(format!("cannot read config file {}: {e}", path.display()));
-        let stamp = match self.stat(&path).await {
+        // One lookup: what was parsed from here before (cheap to clone: the config is an Arc).
+        let cached = self
+            .files
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&path)
+            .cloned();
+        let stamp = match stat(&path, cached.is_some()).await {
             Ok(Some(m)) if !m.is_file() => return Err(unreadable("not a regular file".into())),
             Ok(Some(m)) => Some((m.modified().ok(), m.len())),
             Ok(None) => None,
             Err(()) => return Err(unreadable("no answer from the file system".into())),
         };
-        if let Some((mtime, len)) = stamp {
-            let files = self.files.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((m, l, config)) = files.get(&path) {
-                if *m == mtime && *l == len {
-                    return Ok(config.clone());
-                }
+        if let (Some((mtime, len)), Some((m, l, config))) = (stamp, cached) {
+            if m == mtime && l == len {
+                return Ok(config);
             }
         }
         let bytes = acr_token::files::read_capped(path.clone(), MAX_CONFIG_BYTES)
@@ -59,30 +63,26 @@ impl ConfigCache {
         }
         Ok(config)
     }
+}
 
-    /// The file's metadata (`Ok(None)`: it has none to give, e.g. it vanished); `Err` when the
-    /// file system gave no answer within [`acr_token::files::READ_DEADLINE`].
-    ///
-    /// A file already parsed from here answered its last stat, so it is stat'ed in place: every
-    /// warm `get` does this, and a hop to the blocking pool and back costs two cross-thread
-    /// wake-ups, more than the agent's whole answer otherwise (measured in BENCHMARKS.md). A path
-    /// not seen before (nothing promises its file system answers) is stat'ed on the blocking pool
-    /// under the deadline, as its read is.
-    async fn stat(&self, path: &Path) -> Result<Option<std::fs::Metadata>, ()> {
-        let known = {
-            let files = self.files.lock().unwrap_or_else(|p| p.into_inner());
-            files.contains_key(path)
-        };
-        if known {
-            return Ok(std::fs::metadata(path).ok());
-        }
-        let stat_path = path.to_path_buf();
-        let stat = tokio::task::spawn_blocking(move || std::fs::metadata(stat_path));
-        match tokio::time::timeout(acr_token::files::READ_DEADLINE, stat).await {
-            Ok(Ok(m)) => Ok(m.ok()),
-            Ok(Err(_)) => Ok(None),
-            Err(_) => Err(()),
-        }
+/// The file's metadata (`Ok(None)`: it has none to give, e.g. it vanished); `Err` when the file
+/// system gave no answer within [`acr_token::files::READ_DEADLINE`].
+///
+/// A file already parsed from here (`known`) answered its last stat, so it is stat'ed in place:
+/// every warm `get` does this, and a hop to the blocking pool and back costs two cross-thread
+/// wake-ups, more than the agent's whole answer otherwise (measured in BENCHMARKS.md). A path
+/// not seen before (nothing promises its file system answers) is stat'ed on the blocking pool
+/// under the deadline, as its read is.
+async fn stat(path: &Path, known: bool) -> Result<Option<std::fs::Metadata>, ()> {
+    if known {
+        return Ok(std::fs::metadata(path).ok());
+    }
+    let stat_path = path.to_path_buf();
+    let stat = tokio::task::spawn_blocking(move || std::fs::metadata(stat_path));
+    match tokio::time::timeout(acr_token::files::READ_DEADLINE, stat).await {
+        Ok(Ok(m)) => Ok(m.ok()),
+        Ok(Err(_)) => Ok(None),
+        Err(_) => Err(()),
     }
 }
 

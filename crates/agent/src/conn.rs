@@ -57,16 +57,11 @@ pub(crate) async fn handle(conn: Stream, service: Arc<Service>) {
             return;
         }
     };
-    let mut stop = false;
-    let response = match classify(body.bytes()) {
-        Frame::Request(request) => {
-            stop = matches!(request, Request::Stop);
-            service.call(request).await
-        }
-        Frame::Stop => {
-            stop = true;
-            Response::Ok
-        }
+    let frame = classify(body.bytes());
+    let stop = matches!(frame, Frame::Stop);
+    let response = match frame {
+        Frame::Request(request) => service.call(request).await,
+        Frame::Stop => Response::Ok,
         Frame::OtherVersion(v) => {
             tracing::debug!(
                 client = v,

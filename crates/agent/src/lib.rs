@@ -251,18 +251,8 @@ fn install_hash_key(socket: &std::path::Path) {
     use std::io::Read;
     let Some(dir) = socket.parent() else { return };
     let path = dir.join(HASH_KEY_NAME);
-    let open = |create: bool| {
-        private_file::open(
-            &path,
-            if create {
-                Access::CreateNew
-            } else {
-                Access::Read
-            },
-        )
-    };
     let mut key = Vec::new();
-    let read = open(false).and_then(|mut f| {
+    let read = private_file::open(&path, Access::Read).and_then(|mut f| {
         let meta = f.metadata()?;
         if !meta.is_file() || meta.len() != acr_token::keyed::KEY_LEN as u64 {
             return Err(std::io::Error::other("not a key file"));
@@ -272,7 +262,9 @@ fn install_hash_key(socket: &std::path::Path) {
     if read.is_err() {
         key = acr_token::keyed::random_key().to_vec();
         let _ = std::fs::remove_file(&path);
-        if let Err(e) = open(true).and_then(|mut f| f.write_all(&key)) {
+        if let Err(e) =
+            private_file::open(&path, Access::CreateNew).and_then(|mut f| f.write_all(&key))
+        {
             tracing::debug!(error = %e, "cannot keep the hashing key; persisted tokens will not survive a restart");
         }
     }

@@ -258,7 +258,7 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, FrameError> {
 }
 
 /// Reads the 4-byte header and checks the cap; returns the body length.
-pub fn body_len(header: [u8; 4]) -> Result<usize, FrameError> {
+fn body_len(header: [u8; 4]) -> Result<usize, FrameError> {
     let len = u32::from_be_bytes(header) as usize;
     if len > MAX_FRAME {
         return Err(FrameError::TooLarge(len));

@@ -168,9 +168,17 @@ pub struct Plan {
     pub fallback: Option<Box<Source>>,
     /// Identity in words for messages and `agent status` (never a secret).
     pub identity: String,
-    /// Why the planner chose [`Plan::source`], so `doctor` reports the planner's reasons
-    /// instead of re-deriving them.
-    pub why: Why,
+    /// How the planner chose [`Plan::source`]; [`Plan::why`] adds the variables behind it.
+    pub chosen: Chosen,
+}
+
+impl Plan {
+    /// Why the planner chose [`Plan::source`], so `doctor` reports the planner's reasons instead
+    /// of re-deriving them. Worked out on request from what the plan holds: every `get` plans,
+    /// only `doctor` asks why.
+    pub fn why(&self) -> Why {
+        Why::of(self.chosen.clone(), &self.source, &self.env)
+    }
 }
 
 /// What made the planner choose a plan's source (names of variables, never their values).
@@ -386,7 +394,6 @@ fn plan_with(
         (None, IdentityKind::Auto) => (auto(&ctx)?, Chosen::Chain),
         (None, kind) => (explicit(kind, &ctx)?, Chosen::Config(kind)),
     };
-    let why = Why::of(chosen, &source, env);
     let identity = describe(&source);
     let material = identity_material(&authority, &scope, &source, env);
     let key = crate::keyed::hash(&[&material, &registry.to_string()]);
@@ -418,7 +425,7 @@ fn plan_with(
         identity_key,
         fallback,
         identity,
-        why,
+        chosen,
     }))
 }
 

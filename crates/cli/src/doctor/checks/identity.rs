@@ -34,17 +34,18 @@ pub(in crate::doctor) fn check(
 
 /// The finding for a plan: identity, why, authority, scope, unused variables, fallback.
 fn finding(plan: &Plan, label: &str) -> String {
+    let reasons = plan.why();
     let mut finding = format!(
         "{label} would use {}, {}; authority {}, scope {}",
         plan.identity,
-        why(&plan.why),
+        why(&reasons),
         plan.authority,
         plan.scope
     );
-    if !plan.why.also_set.is_empty() {
+    if !reasons.also_set.is_empty() {
         finding.push_str(&format!(
             "; also set but not used: {}",
-            plan.why.also_set.join(", ")
+            reasons.also_set.join(", ")
         ));
     }
     if let Some(fallback) = Engine::fallback_of(plan) {
